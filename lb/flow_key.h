@@ -1,0 +1,49 @@
+// The 5-tuple of a packet as it appears on the wire, and the fixed-seed hash
+// every l4lb instance uses for it (so instances behind ECMP agree). Worker-safe.
+#pragma once
+
+#include <cstdint>
+
+namespace l4lb {
+
+// All fields in network byte order, exactly as read from the packet.
+struct FlowKey {
+  uint32_t src_ip;
+  uint32_t dst_ip;
+  uint16_t src_port;
+  uint16_t dst_port;
+  uint8_t proto;
+  uint8_t pad[3] = {0, 0, 0};
+  bool operator==(const FlowKey& o) const {
+    return src_ip == o.src_ip && dst_ip == o.dst_ip && src_port == o.src_port &&
+           dst_port == o.dst_port && proto == o.proto;
+  }
+  FlowKey reversed() const { return FlowKey{dst_ip, src_ip, dst_port, src_port, proto}; }
+};
+static_assert(sizeof(FlowKey) == 16);
+
+// Fixed seed: changing it re-maps every flow on every instance; never do it lightly.
+constexpr uint64_t kFlowHashSeed = 0x4c344c42'6d61676cULL;  // "L4LBmagl"
+
+// 64-bit finaliser (MurmurHash3 fmix64); cheap and well mixed.
+constexpr uint64_t mix64(uint64_t k) {
+  k ^= k >> 33;
+  k *= 0xff51afd7ed558ccdULL;
+  k ^= k >> 33;
+  k *= 0xc4ceb9fe1a85ec53ULL;
+  k ^= k >> 33;
+  return k;
+}
+
+inline uint64_t hash_flow(const FlowKey& k, uint64_t seed = kFlowHashSeed) {
+  uint64_t a = (uint64_t{k.src_ip} << 32) | k.dst_ip;
+  uint64_t b = (uint64_t{k.src_port} << 32) | (uint64_t{k.dst_port} << 16) | k.proto;
+  return mix64(a ^ seed ^ mix64(b + seed));
+}
+
+// sessionAffinity: ClientIP hashes the client address alone.
+inline uint64_t hash_client_ip(uint32_t client_ip_be, uint64_t seed = kFlowHashSeed) {
+  return mix64(uint64_t{client_ip_be} ^ seed);
+}
+
+}  // namespace l4lb
