@@ -24,7 +24,6 @@ namespace l4lb {
   X(kIpv4BadTotalLength, "ipv4_bad_total_length", "IPv4 total length past the frame or under the header") \
   X(kIpv4BadChecksum, "ipv4_bad_checksum", "IPv4 header checksum is wrong")               \
   X(kIpv4BadSrc, "ipv4_bad_src", "source address is multicast, broadcast, loopback or zero") \
-  X(kIpv4Options, "ipv4_options", "IPv4 options are not forwarded")                       \
   X(kIpv4Fragment, "ipv4_fragment", "IPv4 fragments are not reassembled yet")            \
   X(kTtlExceeded, "ttl_exceeded", "TTL would reach zero")                                 \
   X(kL4Truncated, "l4_truncated", "TCP/UDP/ICMP header cut short")                        \

@@ -1,1 +1,280 @@
-// placeholder, replaced by the module implementation
+#include "lb/flow_table.h"
+
+#include <sys/mman.h>
+
+#include <algorithm>
+#include <bit>
+#include <cassert>
+#include <cstring>
+#include <new>
+
+namespace l4lb {
+namespace {
+
+constexpr size_t kHugePage = size_t{2} << 20;
+
+// Index sizing: two keys per entry, and a full table keeps the index at most 90% loaded;
+// 8-slot buckets with two choices and short cuckoo moves go well past that (Fan et al.
+// report ~95%), so a full table still inserts. Rounding up to a power of two (the bucket is
+// a mask of the hash) leaves between 45% and 90% load at full capacity.
+uint32_t bucket_count_for(uint32_t capacity) {
+  const uint64_t slots = (uint64_t{capacity} * 2 * 10 + 8) / 9;
+  const uint64_t buckets = std::max<uint64_t>(1, (slots + 7) / 8);
+  return static_cast<uint32_t>(std::bit_ceil(buckets));
+}
+
+// Zeroed, committed memory: touching every page here keeps page faults off the data path.
+// Tables of a huge page or more are aligned to one and asked to use transparent huge pages
+// (best effort; madvise failing only costs TLB misses).
+void* alloc_table(size_t bytes) {
+  const size_t align = bytes >= kHugePage ? kHugePage : 64;
+  bytes = std::max(align, (bytes + align - 1) / align * align);
+  void* p = std::aligned_alloc(align, bytes);
+  if (p == nullptr) throw std::bad_alloc();
+#ifdef MADV_HUGEPAGE
+  if (align == kHugePage) madvise(p, bytes, MADV_HUGEPAGE);
+#endif
+  std::memset(p, 0, bytes);
+  return p;
+}
+
+}  // namespace
+
+FlowTable::FlowTable(uint32_t capacity, FlowTimeouts timeouts)
+    : capacity_(std::min(capacity, kMaxFlowCapacity)) {
+  const uint32_t nbuckets = bucket_count_for(capacity_);
+  bucket_mask_ = nbuckets - 1;
+  buckets_.reset(static_cast<Bucket*>(alloc_table(size_t{nbuckets} * sizeof(Bucket))));
+  auto* mem = static_cast<FlowEntry*>(alloc_table(size_t{capacity_} * sizeof(FlowEntry)));
+  for (uint32_t i = 0; i < capacity_; ++i) {
+    FlowEntry* e = new (&mem[i]) FlowEntry{};
+    e->state = kFreeState;
+    e->created_s = i + 1 < capacity_ ? i + 1 : kNoEntry;
+  }
+  entries_.reset(mem);
+  free_head_ = capacity_ > 0 ? 0 : kNoEntry;
+
+  timeout_by_state_[static_cast<uint8_t>(FlowState::kSynSent)] = timeouts.tcp_transitory_s;
+  timeout_by_state_[static_cast<uint8_t>(FlowState::kSynAckSeen)] = timeouts.tcp_transitory_s;
+  timeout_by_state_[static_cast<uint8_t>(FlowState::kEstablished)] = timeouts.tcp_established_s;
+  timeout_by_state_[static_cast<uint8_t>(FlowState::kClosing)] = timeouts.tcp_transitory_s;
+  timeout_by_state_[static_cast<uint8_t>(FlowState::kUdp)] = timeouts.udp_s;
+}
+
+uint32_t FlowTable::find_in(const Bucket& b, uint32_t sig, const FlowKey& key) const noexcept {
+  // Branch-free signature compare first (vectorises); the entry is read only on a match.
+  unsigned match = 0;
+  for (uint32_t s = 0; s < kSlotsPerBucket; ++s) match |= unsigned{b.sig[s] == sig} << s;
+  while (match != 0) {
+    const uint32_t ref = b.ref[std::countr_zero(match)];
+    match &= match - 1;
+    const FlowEntry& e = entries_[ref >> 1];
+    if ((ref & 1) == 0 ? e.fwd == key : e.reverse_key() == key) return ref;
+  }
+  return kNoSlot;
+}
+
+uint32_t FlowTable::find_ref(const FlowKey& key, uint64_t hash) const noexcept {
+  const uint32_t sig = signature(hash);
+  const uint32_t b1 = primary_bucket(hash);
+  const uint32_t ref = find_in(buckets_[b1], sig, key);
+  if (ref != kNoSlot) return ref;
+  return find_in(buckets_[alt_bucket(b1, sig)], sig, key);
+}
+
+FlowHit FlowTable::lookup(const FlowKey& key, uint64_t hash, uint32_t now_s) noexcept {
+  const uint32_t ref = find_ref(key, hash);
+  if (ref == kNoSlot) return {};
+  FlowEntry* e = &entries_[ref >> 1];
+  if (expired(*e, now_s)) {
+    remove(e);
+    return {};
+  }
+  return {e, static_cast<FlowDir>(ref & 1)};
+}
+
+// Breadth-first search for a chain of moves ending in a free slot (Li et al., "Algorithmic
+// Improvements for Fast Concurrent Cuckoo Hashing", EuroSys 2014, section 4.2): searching
+// before moving anything means a failure leaves the index as it was, and BFS finds the
+// shortest chain. Buckets on one chain are distinct, so each slot moves at most once.
+bool FlowTable::make_room(uint32_t b1, uint32_t b2, uint32_t* bucket, uint32_t* slot) noexcept {
+  struct Node {
+    uint32_t bucket;
+    int16_t parent;  // index in `queue`, -1 for a candidate bucket of the new key
+    uint8_t slot;    // slot of the parent bucket whose key would move into `bucket`
+  };
+  // 2 + 16 + 128 nodes cover every chain of two moves; the rest gets part of the third level.
+  constexpr int kMaxNodes = 512;
+  Node queue[kMaxNodes];
+  int tail = 0;
+  queue[tail++] = {b1, -1, 0};
+  if (b2 != b1) queue[tail++] = {b2, -1, 0};
+
+  for (int head = 0; head < tail; ++head) {
+    const Bucket& from = buckets_[queue[head].bucket];
+    for (uint32_t s = 0; s < kSlotsPerBucket; ++s) {
+      const uint32_t to = alt_bucket(queue[head].bucket, from.sig[s]);
+      bool on_chain = false;
+      for (int n = head; n >= 0; n = queue[n].parent) on_chain |= queue[n].bucket == to;
+      if (on_chain) continue;
+      const Bucket& tb = buckets_[to];
+      uint32_t free_slot = kSlotsPerBucket;
+      for (uint32_t t = 0; t < kSlotsPerBucket; ++t) {
+        if (tb.sig[t] == 0) {
+          free_slot = t;
+          break;
+        }
+      }
+      if (free_slot == kSlotsPerBucket) {
+        if (tail < kMaxNodes) {
+          queue[tail++] = {to, static_cast<int16_t>(head), static_cast<uint8_t>(s)};
+        }
+        continue;
+      }
+      // Found: move keys from the end of the chain back to its start, each into the slot
+      // its successor just vacated.
+      uint32_t dst_bucket = to;
+      uint32_t dst_slot = free_slot;
+      uint32_t src_slot = s;
+      for (int n = head; n >= 0; n = queue[n].parent) {
+        Bucket& src = buckets_[queue[n].bucket];
+        buckets_[dst_bucket].sig[dst_slot] = src.sig[src_slot];
+        buckets_[dst_bucket].ref[dst_slot] = src.ref[src_slot];
+        src.sig[src_slot] = 0;
+        dst_bucket = queue[n].bucket;
+        dst_slot = src_slot;
+        src_slot = queue[n].slot;
+      }
+      *bucket = dst_bucket;
+      *slot = dst_slot;
+      return true;
+    }
+  }
+  return false;
+}
+
+bool FlowTable::index_add(uint64_t hash, uint32_t ref) noexcept {
+  const uint32_t sig = signature(hash);
+  const uint32_t b1 = primary_bucket(hash);
+  const uint32_t b2 = alt_bucket(b1, sig);
+  // Primary bucket first: most keys then sit there and a hit reads a single bucket.
+  for (uint32_t b : {b1, b2}) {
+    Bucket& bk = buckets_[b];
+    for (uint32_t s = 0; s < kSlotsPerBucket; ++s) {
+      if (bk.sig[s] == 0) {
+        bk.sig[s] = sig;
+        bk.ref[s] = ref;
+        return true;
+      }
+    }
+  }
+  uint32_t b = 0;
+  uint32_t s = 0;
+  if (!make_room(b1, b2, &b, &s)) return false;
+  buckets_[b].sig[s] = sig;
+  buckets_[b].ref[s] = ref;
+  return true;
+}
+
+void FlowTable::index_del(uint64_t hash, uint32_t ref) noexcept {
+  const uint32_t sig = signature(hash);
+  const uint32_t b1 = primary_bucket(hash);
+  for (uint32_t b : {b1, alt_bucket(b1, sig)}) {
+    Bucket& bk = buckets_[b];
+    for (uint32_t s = 0; s < kSlotsPerBucket; ++s) {
+      if (bk.sig[s] == sig && bk.ref[s] == ref) {
+        bk.sig[s] = 0;
+        return;
+      }
+    }
+  }
+  assert(false && "flow key missing from the index");
+}
+
+FlowEntry* FlowTable::insert(const FlowKey& fwd, uint64_t fwd_hash, const FlowNat& nat,
+                             uint8_t tcp_flags, uint32_t now_s) noexcept {
+  assert(find_ref(fwd, fwd_hash) == kNoSlot && "caller inserts only after a miss");
+  const FlowKey rev{nat.backend_ip, fwd.src_ip, nat.backend_port, fwd.src_port, fwd.proto};
+  // A flow whose two keys are equal (client == VIP == backend) cannot be told apart by
+  // direction; refuse it rather than NAT it both ways.
+  if (rev == fwd) return nullptr;
+  const uint64_t rev_hash = hash_flow(rev);
+  const uint32_t other = find_ref(rev, rev_hash);
+  if (other != kNoSlot) {
+    // An expired holder is as good as gone; a live one keeps its key.
+    FlowEntry& holder = entries_[other >> 1];
+    if (!expired(holder, now_s)) return nullptr;
+    remove(&holder);
+  }
+  // Taken only now: removing the expired holder above pushes onto the free list.
+  if (free_head_ == kNoEntry) return nullptr;
+  const uint32_t idx = free_head_;
+  FlowEntry& e = entries_[idx];
+
+  const uint32_t fwd_ref = idx << 1 | static_cast<uint32_t>(FlowDir::kForward);
+  const uint32_t rev_ref = idx << 1 | static_cast<uint32_t>(FlowDir::kReverse);
+  if (!index_add(fwd_hash, fwd_ref)) return nullptr;
+  if (!index_add(rev_hash, rev_ref)) {
+    index_del(fwd_hash, fwd_ref);
+    return nullptr;
+  }
+
+  free_head_ = e.created_s;
+  ++size_;
+  e.fwd = fwd;
+  e.nat = nat;
+  e.created_s = now_s;
+  e.last_seen_s = now_s;
+  if (fwd.proto != kIpProtoTcp) {
+    e.state = FlowState::kUdp;
+  } else if ((tcp_flags & (kTcpFin | kTcpRst)) != 0) {
+    e.state = FlowState::kClosing;
+  } else if ((tcp_flags & (kTcpSyn | kTcpAck)) == kTcpSyn) {
+    e.state = FlowState::kSynSent;
+  } else {
+    e.state = FlowState::kEstablished;
+  }
+  return &e;
+}
+
+void FlowTable::update(FlowEntry* e, FlowDir dir, uint8_t tcp_flags, uint32_t now_s) noexcept {
+  e->last_seen_s = now_s;
+  if (e->state == FlowState::kUdp || e->state == FlowState::kClosing) return;
+  if ((tcp_flags & (kTcpFin | kTcpRst)) != 0) {
+    e->state = FlowState::kClosing;
+  } else if (e->state == FlowState::kSynSent) {
+    if (dir == FlowDir::kReverse && (tcp_flags & (kTcpSyn | kTcpAck)) == (kTcpSyn | kTcpAck)) {
+      e->state = FlowState::kSynAckSeen;
+    }
+  } else if (e->state == FlowState::kSynAckSeen) {
+    if (dir == FlowDir::kForward && (tcp_flags & (kTcpSyn | kTcpAck)) == kTcpAck) {
+      e->state = FlowState::kEstablished;
+    }
+  }
+}
+
+void FlowTable::remove(FlowEntry* e) noexcept {
+  assert(e->state != kFreeState && "remove of a free entry");
+  const auto idx = static_cast<uint32_t>(e - entries_.get());
+  index_del(hash_flow(e->fwd), idx << 1 | static_cast<uint32_t>(FlowDir::kForward));
+  index_del(hash_flow(e->reverse_key()), idx << 1 | static_cast<uint32_t>(FlowDir::kReverse));
+  e->state = kFreeState;
+  e->created_s = free_head_;
+  free_head_ = idx;
+  --size_;
+}
+
+uint32_t FlowTable::expire(uint32_t now_s, uint32_t budget) noexcept {
+  uint32_t removed = 0;
+  for (uint32_t n = std::min(budget, capacity_); n > 0; --n) {
+    FlowEntry& e = entries_[hand_];
+    if (e.state != kFreeState && expired(e, now_s)) {
+      remove(&e);
+      ++removed;
+    }
+    hand_ = hand_ + 1 == capacity_ ? 0 : hand_ + 1;
+  }
+  return removed;
+}
+
+}  // namespace l4lb

@@ -1,1 +1,103 @@
-// placeholder, replaced by the module implementation
+#include "lb/parse.h"
+
+#include "nat/checksum.h"
+
+namespace l4lb {
+
+namespace {
+
+ParsedPacket drop(DropReason r) {
+  ParsedPacket p;
+  p.drop = r;
+  return p;
+}
+
+// 0/8, 127/8, 224/4 (multicast) and 240/4 (reserved, incl. broadcast) never source real flows.
+bool bad_source(uint32_t src_be) {
+  uint8_t first = static_cast<uint8_t>(ntoh32(src_be) >> 24);
+  return first == 0 || first == 127 || first >= 224;
+}
+
+}  // namespace
+
+ParsedPacket parse_frame(uint8_t* data, uint32_t len, ParseOptions opts) noexcept {
+  if (len < sizeof(EthHdr)) return drop(DropReason::kEthTruncated);
+  auto* eth = reinterpret_cast<EthHdr*>(data);
+  uint32_t off = sizeof(EthHdr);
+  uint16_t type = ntoh16(eth->ether_type);
+  if (type == kEtherTypeVlan || type == kEtherTypeQinQ) {
+    if (len < off + sizeof(VlanHdr)) return drop(DropReason::kVlanTruncated);
+    auto* vlan = reinterpret_cast<VlanHdr*>(data + off);
+    off += sizeof(VlanHdr);
+    type = ntoh16(vlan->ether_type);
+    if (type == kEtherTypeVlan || type == kEtherTypeQinQ) return drop(DropReason::kVlanStacked);
+  }
+  if (eth->src.is_multicast()) return drop(DropReason::kBadSrcMac);
+
+  ParsedPacket p;
+  p.eth = eth;
+  p.l2_len = static_cast<uint16_t>(off);
+  if (type == kEtherTypeArp) {
+    if (len < off + sizeof(ArpHdr)) return drop(DropReason::kArpMalformed);
+    auto* arp = reinterpret_cast<ArpHdr*>(data + off);
+    if (ntoh16(arp->htype) != 1 || ntoh16(arp->ptype) != kEtherTypeIpv4 || arp->hlen != 6 ||
+        arp->plen != 4) {
+      return drop(DropReason::kArpMalformed);
+    }
+    p.arp = arp;
+    p.kind = PacketKind::kArp;
+    return p;
+  }
+  if (type == kEtherTypeIpv6) return drop(DropReason::kIpv6);
+  if (type != kEtherTypeIpv4) return drop(DropReason::kUnsupportedEtherType);
+
+  if (len < off + sizeof(Ipv4Hdr)) return drop(DropReason::kIpv4Truncated);
+  auto* ip = reinterpret_cast<Ipv4Hdr*>(data + off);
+  if ((ip->version_ihl >> 4) != 4) return drop(DropReason::kIpv4BadVersion);
+  uint32_t ihl = ip->ihl_bytes();
+  if (ihl < sizeof(Ipv4Hdr) || off + ihl > len) return drop(DropReason::kIpv4BadIhl);
+  uint32_t total = ntoh16(ip->total_length);
+  // The frame may carry Ethernet padding past total length, never less than it.
+  if (total < ihl || off + total > len) return drop(DropReason::kIpv4BadTotalLength);
+  if (opts.verify_ipv4_checksum && !ipv4_header_checksum_ok(*ip)) {
+    return drop(DropReason::kIpv4BadChecksum);
+  }
+  if (bad_source(ip->src)) return drop(DropReason::kIpv4BadSrc);
+  if ((ntoh16(ip->frag_off) & (kIpv4FlagMf | kIpv4FragOffsetMask)) != 0) {
+    return drop(DropReason::kIpv4Fragment);
+  }
+
+  p.ip = ip;
+  p.proto = ip->protocol;
+  p.l4_len = static_cast<uint16_t>(total - ihl);
+  uint8_t* l4 = data + off + ihl;
+  p.l4 = l4;
+  switch (ip->protocol) {
+    case kIpProtoTcp: {
+      if (p.l4_len < sizeof(TcpHdr)) return drop(DropReason::kL4Truncated);
+      auto* tcp = reinterpret_cast<TcpHdr*>(l4);
+      uint32_t hl = tcp->header_bytes();
+      if (hl < sizeof(TcpHdr) || hl > p.l4_len) return drop(DropReason::kTcpBadDataOffset);
+      p.tcp_flags = tcp->flags;
+      p.key = FlowKey{ip->src, ip->dst, tcp->src_port, tcp->dst_port, kIpProtoTcp};
+      break;
+    }
+    case kIpProtoUdp: {
+      if (p.l4_len < sizeof(UdpHdr)) return drop(DropReason::kL4Truncated);
+      auto* udp = reinterpret_cast<UdpHdr*>(l4);
+      uint32_t ulen = ntoh16(udp->length);
+      if (ulen < sizeof(UdpHdr) || ulen > p.l4_len) return drop(DropReason::kUdpBadLength);
+      p.key = FlowKey{ip->src, ip->dst, udp->src_port, udp->dst_port, kIpProtoUdp};
+      break;
+    }
+    case kIpProtoIcmp:
+      if (p.l4_len < sizeof(IcmpHdr)) return drop(DropReason::kL4Truncated);
+      break;
+    default:
+      return drop(DropReason::kUnsupportedProto);
+  }
+  p.kind = PacketKind::kIpv4;
+  return p;
+}
+
+}  // namespace l4lb

@@ -1,1 +1,184 @@
+#include "lb/parse.h"
+
 #include <gtest/gtest.h>
+
+#include <vector>
+
+#include "nat/checksum.h"
+
+namespace l4lb {
+namespace {
+
+// Builds Ethernet [+VLAN] / IPv4 / L4 frames; fields can be spoiled after building.
+struct Frame {
+  std::vector<uint8_t> bytes;
+  size_t ip_off = 14;
+
+  static Frame ipv4(uint8_t proto, size_t l4_len, bool vlan = false) {
+    Frame f;
+    f.ip_off = vlan ? 18 : 14;
+    f.bytes.assign(f.ip_off + 20 + l4_len, 0);
+    auto* eth = reinterpret_cast<EthHdr*>(f.bytes.data());
+    eth->dst = MacAddr{{2, 0, 0, 0, 0, 1}};
+    eth->src = MacAddr{{2, 0, 0, 0, 0, 2}};
+    if (vlan) {
+      eth->ether_type = hton16(kEtherTypeVlan);
+      auto* tag = reinterpret_cast<VlanHdr*>(f.bytes.data() + 14);
+      tag->tci = hton16(100);
+      tag->ether_type = hton16(kEtherTypeIpv4);
+    } else {
+      eth->ether_type = hton16(kEtherTypeIpv4);
+    }
+    Ipv4Hdr& ip = f.ip();
+    ip.version_ihl = 0x45;
+    ip.total_length = hton16(static_cast<uint16_t>(20 + l4_len));
+    ip.ttl = 64;
+    ip.protocol = proto;
+    ip.src = hton32(0xcb007101);  // 203.0.113.1
+    ip.dst = hton32(0xac100c64);  // 172.16.12.100
+    if (proto == kIpProtoTcp && l4_len >= 20) {
+      auto* tcp = reinterpret_cast<TcpHdr*>(f.l4());
+      tcp->src_port = hton16(40000);
+      tcp->dst_port = hton16(80);
+      tcp->data_off = 5 << 4;
+      tcp->flags = kTcpSyn;
+    } else if (proto == kIpProtoUdp && l4_len >= 8) {
+      auto* udp = reinterpret_cast<UdpHdr*>(f.l4());
+      udp->src_port = hton16(40000);
+      udp->dst_port = hton16(53);
+      udp->length = hton16(static_cast<uint16_t>(l4_len));
+    }
+    f.fix_checksum();
+    return f;
+  }
+  Ipv4Hdr& ip() { return *reinterpret_cast<Ipv4Hdr*>(bytes.data() + ip_off); }
+  uint8_t* l4() { return bytes.data() + ip_off + 20; }
+  void fix_checksum() {
+    ip().checksum = 0;
+    ip().checksum = ipv4_header_checksum(ip());
+  }
+  ParsedPacket parse(bool verify = true) {
+    return parse_frame(bytes.data(), static_cast<uint32_t>(bytes.size()), ParseOptions{verify});
+  }
+};
+
+TEST(Parse, TcpFrame) {
+  Frame f = Frame::ipv4(kIpProtoTcp, 20);
+  ParsedPacket p = f.parse();
+  ASSERT_EQ(p.kind, PacketKind::kIpv4);
+  EXPECT_EQ(p.proto, kIpProtoTcp);
+  EXPECT_EQ(p.l2_len, 14);
+  EXPECT_EQ(p.l4_len, 20);
+  EXPECT_EQ(p.tcp_flags, kTcpSyn);
+  EXPECT_EQ(p.key.src_ip, hton32(0xcb007101));
+  EXPECT_EQ(p.key.dst_port, hton16(80));
+  EXPECT_EQ(p.key.proto, kIpProtoTcp);
+}
+
+TEST(Parse, UdpFrameBehindVlanTag) {
+  Frame f = Frame::ipv4(kIpProtoUdp, 12, /*vlan=*/true);
+  ParsedPacket p = f.parse();
+  ASSERT_EQ(p.kind, PacketKind::kIpv4);
+  EXPECT_EQ(p.l2_len, 18);
+  EXPECT_EQ(p.key.dst_port, hton16(53));
+}
+
+TEST(Parse, EthernetPaddingPastTotalLengthIsFine) {
+  Frame f = Frame::ipv4(kIpProtoUdp, 8);
+  f.bytes.resize(60, 0);
+  EXPECT_EQ(f.parse().kind, PacketKind::kIpv4);
+  EXPECT_EQ(f.parse().l4_len, 8);
+}
+
+TEST(Parse, ArpFrame) {
+  std::vector<uint8_t> b(42, 0);
+  auto* eth = reinterpret_cast<EthHdr*>(b.data());
+  eth->ether_type = hton16(kEtherTypeArp);
+  eth->src = MacAddr{{2, 0, 0, 0, 0, 2}};
+  auto* arp = reinterpret_cast<ArpHdr*>(b.data() + 14);
+  arp->htype = hton16(1);
+  arp->ptype = hton16(kEtherTypeIpv4);
+  arp->hlen = 6;
+  arp->plen = 4;
+  EXPECT_EQ(parse_frame(b.data(), 42, {}).kind, PacketKind::kArp);
+  EXPECT_EQ(parse_frame(b.data(), 41, {}).drop, DropReason::kArpMalformed);
+  arp->plen = 16;
+  EXPECT_EQ(parse_frame(b.data(), 42, {}).drop, DropReason::kArpMalformed);
+}
+
+// Every truncation of a valid frame is dropped with a reason, never read past.
+TEST(Parse, EveryTruncationIsDropped) {
+  for (uint8_t proto : {kIpProtoTcp, kIpProtoUdp, kIpProtoIcmp}) {
+    for (bool vlan : {false, true}) {
+      Frame f = Frame::ipv4(proto, proto == kIpProtoTcp ? 20 : 8, vlan);
+      for (size_t len = 0; len < f.bytes.size(); ++len) {
+        // A fresh heap copy of exactly `len` bytes lets ASan catch any over-read.
+        std::vector<uint8_t> cut(f.bytes.begin(), f.bytes.begin() + static_cast<long>(len));
+        ParsedPacket p = parse_frame(cut.data(), static_cast<uint32_t>(len), {});
+        EXPECT_EQ(p.kind, PacketKind::kDrop) << "proto " << int(proto) << " len " << len;
+      }
+    }
+  }
+}
+
+struct Spoil {
+  const char* name;
+  uint8_t proto;
+  void (*apply)(Frame&);
+  DropReason expect;
+};
+
+TEST(Parse, MalformedHeadersDropWithTheirReason) {
+  const Spoil cases[] = {
+      {"version 6", kIpProtoTcp, [](Frame& f) { f.ip().version_ihl = 0x65; }, DropReason::kIpv4BadVersion},
+      {"ihl 4", kIpProtoTcp, [](Frame& f) { f.ip().version_ihl = 0x44; }, DropReason::kIpv4BadIhl},
+      {"ihl past frame", kIpProtoTcp, [](Frame& f) { f.ip().version_ihl = 0x4f; }, DropReason::kIpv4BadIhl},
+      {"total length past frame", kIpProtoTcp, [](Frame& f) { f.ip().total_length = hton16(1000); f.fix_checksum(); }, DropReason::kIpv4BadTotalLength},
+      {"total length under header", kIpProtoTcp, [](Frame& f) { f.ip().total_length = hton16(19); f.fix_checksum(); }, DropReason::kIpv4BadTotalLength},
+      {"bad checksum", kIpProtoTcp, [](Frame& f) { f.ip().checksum ^= 1; }, DropReason::kIpv4BadChecksum},
+      {"multicast source", kIpProtoTcp, [](Frame& f) { f.ip().src = hton32(0xe0000001); f.fix_checksum(); }, DropReason::kIpv4BadSrc},
+      {"loopback source", kIpProtoTcp, [](Frame& f) { f.ip().src = hton32(0x7f000001); f.fix_checksum(); }, DropReason::kIpv4BadSrc},
+      {"fragment", kIpProtoUdp, [](Frame& f) { f.ip().frag_off = hton16(kIpv4FlagMf); f.fix_checksum(); }, DropReason::kIpv4Fragment},
+      {"later fragment", kIpProtoUdp, [](Frame& f) { f.ip().frag_off = hton16(10); f.fix_checksum(); }, DropReason::kIpv4Fragment},
+      {"tcp offset 4", kIpProtoTcp, [](Frame& f) { reinterpret_cast<TcpHdr*>(f.l4())->data_off = 4 << 4; }, DropReason::kTcpBadDataOffset},
+      {"tcp offset past segment", kIpProtoTcp, [](Frame& f) { reinterpret_cast<TcpHdr*>(f.l4())->data_off = 6 << 4; }, DropReason::kTcpBadDataOffset},
+      {"udp length past payload", kIpProtoUdp, [](Frame& f) { reinterpret_cast<UdpHdr*>(f.l4())->length = hton16(9); }, DropReason::kUdpBadLength},
+      {"udp length under header", kIpProtoUdp, [](Frame& f) { reinterpret_cast<UdpHdr*>(f.l4())->length = hton16(7); }, DropReason::kUdpBadLength},
+      {"gre", 47, [](Frame&) {}, DropReason::kUnsupportedProto},
+      {"multicast source mac", kIpProtoTcp, [](Frame& f) { f.bytes[6] = 1; }, DropReason::kBadSrcMac},
+      {"stacked vlan", kIpProtoTcp, [](Frame& f) { reinterpret_cast<VlanHdr*>(f.bytes.data() + 14)->ether_type = hton16(kEtherTypeVlan); }, DropReason::kVlanStacked},
+      {"ipv6", kIpProtoTcp, [](Frame& f) { reinterpret_cast<EthHdr*>(f.bytes.data())->ether_type = hton16(kEtherTypeIpv6); }, DropReason::kIpv6},
+      {"lldp", kIpProtoTcp, [](Frame& f) { reinterpret_cast<EthHdr*>(f.bytes.data())->ether_type = hton16(0x88cc); }, DropReason::kUnsupportedEtherType},
+  };
+  for (const Spoil& c : cases) {
+    Frame f = Frame::ipv4(c.proto, c.proto == kIpProtoTcp ? 20 : 8);
+    if (std::string_view(c.name) == "stacked vlan") f = Frame::ipv4(c.proto, 20, true);
+    c.apply(f);
+    ParsedPacket p = f.parse();
+    EXPECT_EQ(p.kind, PacketKind::kDrop) << c.name;
+    EXPECT_EQ(drop_reason_label(p.drop), drop_reason_label(c.expect)) << c.name;
+  }
+}
+
+TEST(Parse, ChecksumNotVerifiedWhenTheNicDidIt) {
+  Frame f = Frame::ipv4(kIpProtoTcp, 20);
+  f.ip().checksum ^= 1;
+  EXPECT_EQ(f.parse(/*verify=*/false).kind, PacketKind::kIpv4);
+}
+
+TEST(Parse, IpOptionsShiftTheL4Header) {
+  Frame f = Frame::ipv4(kIpProtoTcp, 24);
+  // Turn the first 4 bytes after the header into a NOP option block and move TCP after it.
+  std::vector<uint8_t> tcp(f.l4(), f.l4() + 20);
+  std::fill(f.l4(), f.l4() + 4, 1);
+  std::copy(tcp.begin(), tcp.end(), f.l4() + 4);
+  f.ip().version_ihl = 0x46;
+  f.fix_checksum();
+  ParsedPacket p = f.parse();
+  ASSERT_EQ(p.kind, PacketKind::kIpv4);
+  EXPECT_EQ(p.l4_len, 20);
+  EXPECT_EQ(p.key.dst_port, hton16(80));
+}
+
+}  // namespace
+}  // namespace l4lb

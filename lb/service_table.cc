@@ -1,1 +1,106 @@
-// placeholder, replaced by the module implementation
+#include "lb/service_table.h"
+
+#include <algorithm>
+#include <bit>
+
+#include "lb/flow_key.h"
+#include "nat/headers.h"
+
+namespace l4lb {
+
+int ServicePort::pick(uint64_t flow_hash, uint32_t client_ip_be) const noexcept {
+  return maglev.lookup(client_ip_affinity ? hash_client_ip(client_ip_be) : flow_hash);
+}
+
+namespace {
+
+size_t slots_for(size_t n) { return std::bit_ceil(std::max<size_t>(8, n * 2)); }
+
+}  // namespace
+
+void ServiceTable::put(std::vector<Slot>& slots, uint64_t key, uint32_t value) {
+  size_t mask = slots.size() - 1;
+  for (size_t i = mix64(key) & mask;; i = (i + 1) & mask) {
+    if (slots[i].key == 0 || slots[i].key == key) {
+      slots[i] = Slot{key, value};
+      return;
+    }
+  }
+}
+
+uint32_t ServiceTable::get(const std::vector<Slot>& slots, uint64_t key) noexcept {
+  if (slots.empty()) return kNotFound;
+  size_t mask = slots.size() - 1;
+  for (size_t i = mix64(key) & mask;; i = (i + 1) & mask) {
+    if (slots[i].key == key) return slots[i].value;
+    if (slots[i].key == 0) return kNotFound;
+  }
+}
+
+ServiceTable::ServiceTable(const std::vector<ServiceSpec>& services, uint32_t maglev_size) {
+  size_t n_ports = 0;
+  for (const auto& s : services) n_ports += s.ports.size();
+  ports_.reserve(n_ports);
+
+  std::vector<std::pair<uint64_t, uint32_t>> endpoints;
+  for (const auto& s : services) {
+    std::shared_ptr<const SourceRanges> acl;
+    if (!s.source_ranges.empty()) acl = std::make_shared<const SourceRanges>(s.source_ranges);
+    std::vector<MaglevBackend> backends;
+    backends.reserve(s.backends.size());
+    for (const auto& b : s.backends) backends.push_back(MaglevBackend{b.ip, b.weight});
+    // Every port of a Service has the same backend set, so one build serves them all.
+    MaglevTable table(backends, maglev_size);
+    std::vector<uint32_t> ips_be;
+    for (const auto& b : table.backends()) ips_be.push_back(hton32(b.ip));
+
+    for (const auto& p : s.ports) {
+      ServicePort sp;
+      sp.service = s.name;
+      sp.name = p.name;
+      sp.vip_be = hton32(s.vip);
+      sp.port_be = hton16(p.port);
+      sp.target_port_be = hton16(p.target_port);
+      sp.proto = p.proto;
+      sp.client_ip_affinity = s.client_ip_affinity;
+      sp.acl = acl;
+      sp.maglev = table;
+      sp.backend_ips_be = ips_be;
+      auto index = static_cast<uint32_t>(ports_.size());
+      for (uint32_t ip_be : ips_be) {
+        endpoints.emplace_back(pack(ip_be, sp.proto, sp.target_port_be), index);
+      }
+      ports_.push_back(std::move(sp));
+    }
+    vips_.push_back(hton32(s.vip));
+  }
+
+  by_frontend_.resize(slots_for(ports_.size()));
+  for (uint32_t i = 0; i < ports_.size(); ++i) {
+    put(by_frontend_, pack(ports_[i].vip_be, ports_[i].proto, ports_[i].port_be), i);
+  }
+  vip_set_.resize(slots_for(vips_.size()));
+  for (uint32_t vip : vips_) put(vip_set_, pack(vip, 0, 0), 0);
+  by_endpoint_.resize(slots_for(endpoints.size()));
+  for (const auto& [key, index] : endpoints) {
+    uint32_t seen = get(by_endpoint_, key);
+    put(by_endpoint_, key, seen == kNotFound || seen == index ? index : kAmbiguous);
+  }
+}
+
+const ServicePort* ServiceTable::find(uint32_t vip_be, uint8_t proto,
+                                      uint16_t port_be) const noexcept {
+  uint32_t i = get(by_frontend_, pack(vip_be, proto, port_be));
+  return i == kNotFound ? nullptr : &ports_[i];
+}
+
+bool ServiceTable::is_vip(uint32_t ip_be) const noexcept {
+  return get(vip_set_, pack(ip_be, 0, 0)) != kNotFound;
+}
+
+uint32_t ServiceTable::find_endpoint(uint32_t backend_ip_be, uint8_t proto,
+                                     uint16_t target_port_be) const noexcept {
+  return get(by_endpoint_, pack(backend_ip_be, proto, target_port_be));
+}
+
+}  // namespace l4lb

@@ -1,1 +1,93 @@
+#include "lb/service_table.h"
+
 #include <gtest/gtest.h>
+
+#include <set>
+
+#include "lb/flow_key.h"
+#include "nat/headers.h"
+
+namespace l4lb {
+namespace {
+
+constexpr uint32_t kVip = 0xac100c64;  // 172.16.12.100
+
+std::vector<ServiceSpec> two_services() {
+  ServiceSpec web{"frontend", kVip, {{"http", kIpProtoTcp, 80, 8080}, {"https", kIpProtoTcp, 443, 8443}},
+                  {Ipv4Prefix{0xcb007100, 24}}, false,
+                  {{0x0a04010b, 1}, {0x0a04010c, 1}, {0x0a04010d, 1}}};
+  ServiceSpec dns{"dns", kVip + 1, {{"dns", kIpProtoUdp, 53, 5353}}, {}, true,
+                  {{0x0a04010b, 1}, {0x0a04010c, 1}}};
+  return {web, dns};
+}
+
+TEST(ServiceTable, FindsServicePortsByVipProtocolAndPort) {
+  ServiceTable t(two_services(), 251);
+  ASSERT_EQ(t.size(), 3u);
+  const ServicePort* http = t.find(hton32(kVip), kIpProtoTcp, hton16(80));
+  ASSERT_NE(http, nullptr);
+  EXPECT_EQ(http->service, "frontend");
+  EXPECT_EQ(http->name, "http");
+  EXPECT_EQ(http->target_port_be, hton16(8080));
+  EXPECT_EQ(t.find(hton32(kVip), kIpProtoUdp, hton16(80)), nullptr);
+  EXPECT_EQ(t.find(hton32(kVip), kIpProtoTcp, hton16(81)), nullptr);
+  EXPECT_EQ(t.find(hton32(kVip + 1), kIpProtoTcp, hton16(53)), nullptr);
+  EXPECT_NE(t.find(hton32(kVip + 1), kIpProtoUdp, hton16(53)), nullptr);
+  EXPECT_TRUE(t.is_vip(hton32(kVip)));
+  EXPECT_TRUE(t.is_vip(hton32(kVip + 1)));
+  EXPECT_FALSE(t.is_vip(hton32(kVip + 2)));
+}
+
+TEST(ServiceTable, AclAppliesOnlyWhereRangesAreSet) {
+  ServiceTable t(two_services(), 251);
+  const ServicePort* http = t.find(hton32(kVip), kIpProtoTcp, hton16(80));
+  EXPECT_TRUE(http->allows(hton32(0xcb007105)));
+  EXPECT_FALSE(http->allows(hton32(0xcb007205)));
+  const ServicePort* dns = t.find(hton32(kVip + 1), kIpProtoUdp, hton16(53));
+  EXPECT_TRUE(dns->allows(hton32(0x01020304)));
+}
+
+TEST(ServiceTable, PicksABackendAndClientIpAffinityIgnoresPorts) {
+  ServiceTable t(two_services(), 251);
+  const ServicePort* dns = t.find(hton32(kVip + 1), kIpProtoUdp, hton16(53));
+  const uint32_t client = hton32(0x0a000002);
+  int first = dns->pick(hash_flow(FlowKey{client, dns->vip_be, hton16(1000), dns->port_be, 17}), client);
+  ASSERT_GE(first, 0);
+  for (uint16_t sport = 1001; sport < 1100; ++sport) {
+    FlowKey k{client, dns->vip_be, hton16(sport), dns->port_be, 17};
+    EXPECT_EQ(dns->pick(hash_flow(k), client), first);
+  }
+  const ServicePort* http = t.find(hton32(kVip), kIpProtoTcp, hton16(80));
+  std::set<int> used;
+  for (uint16_t sport = 1000; sport < 1300; ++sport) {
+    FlowKey k{client, http->vip_be, hton16(sport), http->port_be, 6};
+    used.insert(http->pick(hash_flow(k), client));
+  }
+  EXPECT_EQ(used.size(), 3u);
+}
+
+TEST(ServiceTable, EndpointMapIsUniqueOrAmbiguous) {
+  ServiceTable t(two_services(), 251);
+  // 10.4.1.13:8080/TCP belongs to frontend/http alone.
+  uint32_t i = t.find_endpoint(hton32(0x0a04010d), kIpProtoTcp, hton16(8080));
+  ASSERT_LT(i, t.size());
+  EXPECT_EQ(t.ports()[i].name, "http");
+  EXPECT_EQ(t.find_endpoint(hton32(0x0a04010d), kIpProtoTcp, hton16(9999)), ServiceTable::kNotFound);
+  // Two Services sharing an endpoint make it ambiguous.
+  auto specs = two_services();
+  specs.push_back(ServiceSpec{"other", kVip + 2, {{"web", kIpProtoTcp, 80, 8080}}, {}, false,
+                              {{0x0a04010d, 1}}});
+  ServiceTable shared(specs, 251);
+  EXPECT_EQ(shared.find_endpoint(hton32(0x0a04010d), kIpProtoTcp, hton16(8080)),
+            ServiceTable::kAmbiguous);
+}
+
+TEST(ServiceTable, NoBackendsMeansNoPick) {
+  ServiceTable t({ServiceSpec{"empty", kVip, {{"http", kIpProtoTcp, 80, 80}}, {}, false, {}}}, 251);
+  const ServicePort* sp = t.find(hton32(kVip), kIpProtoTcp, hton16(80));
+  ASSERT_NE(sp, nullptr);
+  EXPECT_EQ(sp->pick(12345, 0), -1);
+}
+
+}  // namespace
+}  // namespace l4lb

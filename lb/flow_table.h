@@ -1,0 +1,208 @@
+// Per-worker connection table: each flow is one entry found by its forward key (client ->
+// VIP:port) and by its reverse key (backend -> client). Owned by exactly one worker lcore:
+// worker-safe for that worker only (no locks, no atomics, no allocation after construction).
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <memory>
+#include <utility>
+
+#include "lb/flow_key.h"
+#include "nat/headers.h"
+
+namespace l4lb {
+
+// Largest table one worker may own. Index slots hold (entry index << 1 | direction) in 32
+// bits; this bound leaves that far from overflow. The constructor clamps to it; the config
+// loader should reject more.
+constexpr uint32_t kMaxFlowCapacity = 1u << 26;
+
+// TCP state as seen from the middle (both directions pass through l4lb):
+//   insert, SYN without ACK                       -> kSynSent
+//   insert, FIN or RST                            -> kClosing
+//   insert, anything else (mid-flow pickup after
+//     a restart or from another instance)         -> kEstablished
+//   kSynSent,    reverse SYN+ACK                  -> kSynAckSeen
+//   kSynAckSeen, forward ACK without SYN          -> kEstablished
+//   any state,   FIN or RST from either side      -> kClosing (final)
+// kClosing never goes back; a new forward SYN on it is port reuse (is_reopen()): the caller
+// removes the entry and inserts a fresh one. Every protocol other than TCP is inserted as
+// kUdp and has no state machine.
+enum class FlowState : uint8_t { kSynSent, kSynAckSeen, kEstablished, kClosing, kUdp };
+enum class FlowDir : uint8_t { kForward, kReverse };
+
+// Idle timeouts: an entry stays alive while now - last_seen <= the timeout of its state.
+struct FlowTimeouts {
+  uint32_t tcp_established_s = 3600;
+  uint32_t tcp_transitory_s = 30;  // SYN sent / SYN-ACK seen / FIN or RST seen
+  uint32_t udp_s = 60;
+};
+
+// Where a flow is pinned; self-contained so flows survive config changes.
+struct FlowNat {
+  uint32_t vip;              // network order
+  uint32_t backend_ip;       // network order
+  uint16_t vip_port;         // network order
+  uint16_t backend_port;     // network order
+  uint32_t service_port_id;  // opaque id of the Service port, for counters
+};
+
+// One cache line, so the second (and last) miss of a lookup brings in the whole flow.
+struct alignas(64) FlowEntry {
+  FlowKey fwd;  // client -> VIP:port
+  FlowNat nat;
+  uint32_t created_s;
+  uint32_t last_seen_s;
+  FlowState state;
+  // The key the backend's replies carry.
+  FlowKey reverse_key() const {
+    return FlowKey{nat.backend_ip, fwd.src_ip, nat.backend_port, fwd.src_port, fwd.proto};
+  }
+};
+static_assert(sizeof(FlowEntry) == 64);
+
+struct FlowHit {
+  FlowEntry* entry = nullptr;
+  FlowDir dir = FlowDir::kForward;
+};
+
+// A client SYN on a closing entry: the client reuses the port for a new connection, which
+// may need a different backend, so the caller removes the entry and inserts a new one.
+inline bool is_reopen(const FlowEntry& e, FlowDir dir, uint8_t tcp_flags) {
+  return e.state == FlowState::kClosing && dir == FlowDir::kForward &&
+         (tcp_flags & (kTcpSyn | kTcpAck | kTcpRst | kTcpFin)) == kTcpSyn;
+}
+
+// Layout, chosen for a burst of lookups at millions of entries where every cache miss costs
+// hundreds of nanoseconds:
+//  - an index of 64-byte buckets, each with 8 slots of {32-bit signature, entry ref}; a key
+//    may sit in one of two buckets (partial-key cuckoo hashing, Fan et al., "Cuckoo Filter",
+//    CoNEXT 2014, section 3.1: the second bucket is derived from the first and the
+//    signature alone, so a slot can move without reading its entry). prefetch() fetches
+//    both candidate buckets, so a lookup after it costs one more miss: the entry.
+//  - the entries: `capacity` 64-byte FlowEntry, one per flow, free ones on a list.
+// Both keys of a flow point at the same entry; the slot's low bit says which key it is.
+class FlowTable {
+ public:
+  // Allocates and touches all memory (entries, index) here; nothing allocates afterwards.
+  // Capacity is clamped to kMaxFlowCapacity. Large tables ask for transparent huge pages.
+  FlowTable(uint32_t capacity, FlowTimeouts timeouts);
+  FlowTable(const FlowTable&) = delete;
+  FlowTable& operator=(const FlowTable&) = delete;
+  // A moved-from table may only be destroyed or assigned to.
+  FlowTable(FlowTable&&) noexcept = default;
+  FlowTable& operator=(FlowTable&&) noexcept = default;
+  ~FlowTable() = default;
+
+  // hash = hash_flow(key) of the key as the packet carries it. Call for a whole burst before
+  // the lookups so their index misses overlap.
+  void prefetch(uint64_t hash) const noexcept {
+    const uint32_t b1 = primary_bucket(hash);
+    __builtin_prefetch(&buckets_[b1]);
+    __builtin_prefetch(&buckets_[alt_bucket(b1, signature(hash))]);
+  }
+  // Finds the entry by either key. An entry past its timeout counts as a miss and is removed.
+  FlowHit lookup(const FlowKey& key, uint64_t hash, uint32_t now_s) noexcept;
+  // Inserts a new flow under both keys; tcp_flags are the first packet's (ignored unless
+  // fwd.proto is TCP). Returns nullptr, changing nothing, when the table is full, when both
+  // candidate buckets of a key stay full after trying to make room, or when the reverse key
+  // belongs to another live flow. Never evicts live entries. The caller guarantees the
+  // forward key is not present (it just missed).
+  FlowEntry* insert(const FlowKey& fwd, uint64_t fwd_hash, const FlowNat& nat, uint8_t tcp_flags,
+                    uint32_t now_s) noexcept;
+  // Per packet after a hit: refreshes last_seen and advances the TCP state machine.
+  void update(FlowEntry* e, FlowDir dir, uint8_t tcp_flags, uint32_t now_s) noexcept;
+  // e must be live (from lookup, insert or for_each); it is free afterwards.
+  void remove(FlowEntry* e) noexcept;
+  // Incremental expiry off the per-packet path: scans the next `budget` entry slots (clock
+  // hand, wraps; at most one full turn per call) and removes expired ones. Returns how many.
+  uint32_t expire(uint32_t now_s, uint32_t budget) noexcept;
+  // Age is taken modulo 2^32 as a signed number (RFC 1982 serial arithmetic), so the clock
+  // may wrap and a last_seen slightly ahead of now (a caller's stale clock) is not expiry.
+  bool expired(const FlowEntry& e, uint32_t now_s) const noexcept {
+    return static_cast<int32_t>(now_s - e.last_seen_s) >
+           static_cast<int32_t>(timeout_by_state_[static_cast<uint8_t>(e.state)]);
+  }
+  uint32_t size() const noexcept { return size_; }
+  uint32_t capacity() const noexcept { return capacity_; }
+
+  // Live (not freed) entries in slot order, including ones past their timeout that expiry
+  // has not reached yet (filter with expired()). Stops when f returns false. Reads without
+  // synchronisation: run it on the owning worker, or while that worker is stopped.
+  template <class F>
+  void for_each(F&& f) const {
+    for (uint32_t i = 0; i < capacity_; ++i) {
+      const FlowEntry& e = entries_[i];
+      if (e.state != kFreeState && !f(e)) return;
+    }
+  }
+
+  // Diagnostics and tests: the index size and the two buckets a key hash may live in.
+  uint32_t index_buckets() const noexcept { return bucket_mask_ + 1; }
+  std::pair<uint32_t, uint32_t> candidate_buckets(uint64_t hash) const noexcept {
+    const uint32_t b1 = primary_bucket(hash);
+    return {b1, alt_bucket(b1, signature(hash))};
+  }
+
+ private:
+  static constexpr uint32_t kSlotsPerBucket = 8;
+  // Slot value of a free slot is never read: a free slot has signature 0, which no key has.
+  static constexpr uint32_t kNoSlot = ~uint32_t{0};
+  static constexpr uint32_t kNoEntry = ~uint32_t{0};
+  // Marks a free entry; not a FlowState a live entry can have.
+  static constexpr FlowState kFreeState = static_cast<FlowState>(0xff);
+
+  struct alignas(64) Bucket {
+    uint32_t sig[kSlotsPerBucket];  // 0 = free slot
+    uint32_t ref[kSlotsPerBucket];  // entry index << 1 | FlowDir
+  };
+  static_assert(sizeof(Bucket) == 64);
+
+  struct FreeDeleter {
+    void operator()(void* p) const noexcept { std::free(p); }
+  };
+
+  // The bucket index comes from the low bits of the hash, the signature from the high 32, so
+  // the two are independent. Low bit forced on: 0 marks a free slot.
+  static uint32_t signature(uint64_t hash) noexcept {
+    return static_cast<uint32_t>(hash >> 32) | 1u;
+  }
+  uint32_t primary_bucket(uint64_t hash) const noexcept {
+    return static_cast<uint32_t>(hash) & bucket_mask_;
+  }
+  // An involution: alt_bucket(alt_bucket(b, s), s) == b, so either bucket finds the other.
+  uint32_t alt_bucket(uint32_t bucket, uint32_t sig) const noexcept {
+    uint32_t x = sig * 0x9e3779b1u;  // spread the signature before masking (fmix32 steps)
+    x ^= x >> 16;
+    x *= 0x85ebca6bu;
+    x ^= x >> 13;
+    return bucket ^ (x & bucket_mask_);
+  }
+
+  // Slot ref of `key` within one bucket, or kNoSlot.
+  uint32_t find_in(const Bucket& b, uint32_t sig, const FlowKey& key) const noexcept;
+  // Slot ref of `key` in either candidate bucket, or kNoSlot.
+  uint32_t find_ref(const FlowKey& key, uint64_t hash) const noexcept;
+  // Puts one key (by its hash) into the index, moving other slots to their alternate bucket
+  // if both candidates are full. False, with nothing changed, if no room was found.
+  bool index_add(uint64_t hash, uint32_t ref) noexcept;
+  // Clears the one slot holding `ref` among the key's two candidate buckets.
+  void index_del(uint64_t hash, uint32_t ref) noexcept;
+  bool make_room(uint32_t b1, uint32_t b2, uint32_t* bucket, uint32_t* slot) noexcept;
+
+  std::unique_ptr<FlowEntry[], FreeDeleter> entries_;
+  std::unique_ptr<Bucket[], FreeDeleter> buckets_;
+  uint32_t bucket_mask_ = 0;
+  uint32_t capacity_ = 0;
+  uint32_t size_ = 0;
+  // Free entries form a list threaded through their created_s (unused while free), so the
+  // list costs no memory and popping touches only the line insert writes anyway.
+  uint32_t free_head_ = kNoEntry;
+  uint32_t hand_ = 0;  // expire()'s next slot
+  std::array<uint32_t, 5> timeout_by_state_{};
+};
+
+}  // namespace l4lb

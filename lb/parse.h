@@ -1,0 +1,37 @@
+// Parses one Ethernet frame (one optional 802.1Q tag) into header views with full
+// bounds checks, so the rest of the data path never reads past the frame. Worker-safe.
+#pragma once
+
+#include <cstdint>
+
+#include "lb/drop_reason.h"
+#include "lb/flow_key.h"
+#include "nat/headers.h"
+
+namespace l4lb {
+
+enum class PacketKind : uint8_t { kDrop, kArp, kIpv4 };
+
+struct ParsedPacket {
+  PacketKind kind = PacketKind::kDrop;
+  DropReason drop = DropReason::kEthTruncated;  // valid when kind == kDrop
+  uint8_t proto = 0;                            // IPv4 protocol
+  uint8_t tcp_flags = 0;
+  uint16_t l2_len = 0;  // Ethernet header plus VLAN tag
+  uint16_t l4_len = 0;  // IPv4 payload length (from total length, not the frame)
+  EthHdr* eth = nullptr;
+  ArpHdr* arp = nullptr;
+  Ipv4Hdr* ip = nullptr;
+  void* l4 = nullptr;  // TCP/UDP/ICMP header, bounds-checked for its fixed part
+  FlowKey key{};       // 5-tuple as carried, for TCP and UDP
+};
+
+struct ParseOptions {
+  // Off when the NIC already verified it (RX offload flags say GOOD).
+  bool verify_ipv4_checksum = true;
+};
+
+// `data` must stay valid while the views are used; nothing is written.
+ParsedPacket parse_frame(uint8_t* data, uint32_t len, ParseOptions opts) noexcept;
+
+}  // namespace l4lb

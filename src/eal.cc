@@ -1,0 +1,53 @@
+#include "src/eal.h"
+
+#include <rte_eal.h>
+#include <rte_errno.h>
+
+#include <algorithm>
+#include <sstream>
+#include <stdexcept>
+
+#include "src/log.h"
+#include "src/port.h"
+
+namespace l4lb {
+
+std::vector<std::string> split_words(const std::string& text) {
+  std::istringstream in(text);
+  std::vector<std::string> words;
+  for (std::string w; in >> w;) words.push_back(w);
+  return words;
+}
+
+EalPlan plan_eal(const config::Config& cfg, const std::string& eal_passthrough) {
+  const auto& workers = cfg.dataplane.workers;
+  EalPlan plan;
+  // The control thread runs on the lowest lcore that is not a worker.
+  while (std::find(workers.begin(), workers.end(), plan.main_lcore) != workers.end()) {
+    ++plan.main_lcore;
+  }
+  std::string lcores = std::to_string(plan.main_lcore);
+  for (unsigned w : workers) lcores += "," + std::to_string(w);
+  plan.args = {"l4lbd", "-l", lcores, "--main-lcore", std::to_string(plan.main_lcore)};
+  for (const auto& a : cfg.dataplane.eal) plan.args.push_back(a);
+  for (const auto& a : split_words(eal_passthrough)) plan.args.push_back(a);
+  for (const auto& p : cfg.dataplane.ports) {
+    for (auto& a : device_eal_args(p.device)) plan.args.push_back(std::move(a));
+  }
+  return plan;
+}
+
+void init_eal(const EalPlan& plan) {
+  std::string joined;
+  for (const auto& a : plan.args) joined += (joined.empty() ? "" : " ") + a;
+  L4LB_INFO("EAL: %s", joined.c_str());
+  std::vector<char*> argv;
+  std::vector<std::string> storage = plan.args;  // rte_eal_init may permute argv
+  for (auto& a : storage) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  if (rte_eal_init(static_cast<int>(storage.size()), argv.data()) < 0) {
+    throw std::runtime_error(std::string("EAL initialisation failed: ") + rte_strerror(rte_errno));
+  }
+}
+
+}  // namespace l4lb

@@ -1,0 +1,136 @@
+// l4lbd: bring-up and tear-down order only. Config -> EAL -> ports -> first snapshot ->
+// workers on their lcores -> control loop (signals) -> stop workers -> flush -> close.
+#include <rte_eal.h>
+#include <rte_lcore.h>
+
+#include <CLI/CLI.hpp>
+#include <atomic>
+#include <csignal>
+#include <cstdio>
+#include <fstream>
+#include <memory>
+#include <thread>
+
+#include "src/control.h"
+#include "src/eal.h"
+#include "src/log.h"
+#include "src/port.h"
+#include "src/snapshot.h"
+#include "src/stats.h"
+#include "src/worker.h"
+
+namespace {
+
+std::atomic<bool> g_stop{false};
+std::atomic<bool> g_reload{false};
+
+void on_signal(int sig) {
+  if (sig == SIGHUP) {
+    g_reload = true;
+  } else {
+    g_stop = true;
+  }
+}
+
+void install_signal_handlers() {
+  struct sigaction sa {};
+  sa.sa_handler = on_signal;
+  sigemptyset(&sa.sa_mask);
+  for (int sig : {SIGINT, SIGTERM, SIGHUP}) sigaction(sig, &sa, nullptr);
+}
+
+int print_errors(const l4lb::config::LoadResult& r) {
+  for (const auto& e : r.errors) std::fprintf(stderr, "%s\n", e.to_string().c_str());
+  return 1;
+}
+
+int run(const std::string& config_path, const std::string& eal_args,
+        const std::string& stats_file) {
+  using namespace l4lb;
+  config::LoadResult loaded = config::load_config_file(config_path);
+  if (!loaded.ok()) return print_errors(loaded);
+  const config::Config& cfg = *loaded.config;
+
+  install_signal_handlers();
+  init_eal(plan_eal(cfg, eal_args));
+  // rte_eal_init installs no handlers of its own; ours stay in place.
+  const auto& dp = cfg.dataplane;
+  for (unsigned lcore : dp.workers) {
+    if (!rte_lcore_is_enabled(lcore)) {
+      throw std::runtime_error("worker lcore " + std::to_string(lcore) + " is not available");
+    }
+  }
+  auto ports = start_ports(dp, static_cast<uint16_t>(dp.workers.size()));
+  auto publisher = std::make_unique<SnapshotPublisher>(static_cast<unsigned>(dp.workers.size()));
+  Control control(config_path, cfg, ports, *publisher);
+  control.start();
+  L4LB_INFO("control section: API %s:%u and metrics %s:%u are accepted; this build serves neither",
+            cfg.control.api.host.c_str(), cfg.control.api.port, cfg.control.metrics.host.c_str(),
+            cfg.control.metrics.port);
+
+  std::vector<std::unique_ptr<Worker>> workers;
+  FlowTimeouts timeouts{dp.flow_table.tcp_timeout_s, dp.flow_table.tcp_transitory_timeout_s,
+                        dp.flow_table.udp_timeout_s};
+  for (unsigned i = 0; i < dp.workers.size(); ++i) {
+    WorkerSettings s{dp.workers[i], static_cast<uint16_t>(i), i, dp.flow_table.capacity, timeouts};
+    workers.push_back(std::make_unique<Worker>(s, ports, *publisher, g_stop));
+  }
+  for (auto& w : workers) {
+    if (int rc = rte_eal_remote_launch(&Worker::launch, w.get(), w->lcore()); rc != 0) {
+      throw std::runtime_error("cannot launch worker on lcore " + std::to_string(w->lcore()));
+    }
+  }
+  L4LB_INFO("ready: %zu worker(s), %zu port(s)", workers.size(), ports.size());
+
+  while (!g_stop.load()) {
+    if (g_reload.exchange(false)) control.reload();
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  L4LB_INFO("stopping");
+  rte_eal_mp_wait_lcore();  // workers flush their TX buffers before returning
+
+  std::vector<const WorkerCounters*> all;
+  for (auto& w : workers) all.push_back(&w->counters());
+  std::vector<std::string> names;
+  for (auto& p : ports) names.push_back(p.name);
+  std::string json = counters_json(sum_counters(all), names);
+  if (!stats_file.empty()) {
+    std::ofstream(stats_file) << json << "\n";
+  }
+  workers.clear();
+  stop_ports(ports);  // closing a tx_pcap device completes its file
+  publisher.reset();
+  rte_eal_cleanup();
+  L4LB_INFO("stopped");
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"l4lbd: Maglev passthrough L4 load balancer on DPDK"};
+  std::string config_path, check_path, eal_args, stats_file;
+  app.add_option("--config", config_path, "YAML config file (v1 schema)");
+  app.add_option("--check-config", check_path, "validate a config file and exit");
+  app.add_option("--eal", eal_args, "extra EAL arguments, appended after the config's");
+  app.add_option("--stats-file", stats_file, "write the summed counters as JSON here on exit");
+  app.set_version_flag("--version", "l4lbd 0.1.0");
+  CLI11_PARSE(app, argc, argv);
+
+  if (!check_path.empty()) {
+    auto r = l4lb::config::load_config_file(check_path);
+    if (!r.ok()) return print_errors(r);
+    std::printf("%s: ok\n", check_path.c_str());
+    return 0;
+  }
+  if (config_path.empty()) {
+    std::fprintf(stderr, "l4lbd: --config FILE is required (or --check-config FILE)\n");
+    return 2;
+  }
+  try {
+    return run(config_path, eal_args, stats_file);
+  } catch (const std::exception& e) {
+    L4LB_ERROR("%s", e.what());
+    return 1;
+  }
+}

@@ -1,0 +1,144 @@
+#include "src/port.h"
+
+#include <rte_errno.h>
+#include <rte_ethdev.h>
+#include <rte_lcore.h>
+#include <rte_mbuf.h>
+
+#include <map>
+#include <regex>
+#include <stdexcept>
+
+#include "src/log.h"
+
+namespace l4lb {
+
+namespace {
+
+constexpr uint16_t kRxDesc = 1024;
+constexpr uint16_t kTxDesc = 1024;
+constexpr unsigned kPoolCache = 256;
+
+bool is_pci_address(const std::string& device) {
+  static const std::regex kPci(R"(^([0-9a-fA-F]{4}:)?[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7](,.*)?$)");
+  return std::regex_match(device, kPci);
+}
+
+// The ethdev name DPDK gives the device: the devargs up to the first comma.
+std::string device_name(const std::string& device) { return device.substr(0, device.find(',')); }
+
+[[noreturn]] void fail(const PortInfo& p, const std::string& what, int rc) {
+  throw std::runtime_error("port " + p.name + " (" + p.device + "): " + what + ": " +
+                           rte_strerror(rc < 0 ? -rc : rc));
+}
+
+}  // namespace
+
+std::vector<std::string> device_eal_args(const std::string& device) {
+  if (is_pci_address(device)) return {"-a", device};
+  return {"--vdev", device};
+}
+
+std::vector<PortInfo> start_ports(const config::DataplaneConfig& dp, uint16_t queues) {
+  std::vector<PortInfo> ports;
+  std::map<int, rte_mempool*> pools;  // one per NUMA socket
+  for (const auto& pc : dp.ports) {
+    PortInfo p;
+    p.name = pc.name;
+    p.device = pc.device;
+    p.addr_be = hton32(pc.address.addr);
+    p.mask_be = hton32(pc.address.mask());
+    p.mtu = pc.mtu;
+    p.queues = queues;
+    std::string name = device_name(pc.device);
+    if (int rc = rte_eth_dev_get_port_by_name(name.c_str(), &p.port_id); rc != 0) {
+      fail(p, "no such DPDK device '" + name + "'", rc);
+    }
+    int socket = rte_eth_dev_socket_id(p.port_id);
+    p.socket = socket < 0 ? static_cast<int>(rte_socket_id()) : socket;
+
+    if (!pools.count(p.socket)) {
+      // Enough for every RX ring, TX ring, the burst in hand and the neighbour hold
+      // queues of every port and queue on this socket.
+      unsigned n = static_cast<unsigned>(dp.ports.size()) * queues * (kRxDesc + kTxDesc + 512) + 4096;
+      std::string pool_name = "l4lb_mbuf_s" + std::to_string(p.socket);
+      rte_mempool* pool = rte_pktmbuf_pool_create(pool_name.c_str(), n, kPoolCache, 0,
+                                                  RTE_MBUF_DEFAULT_BUF_SIZE, p.socket);
+      if (pool == nullptr) fail(p, "cannot create mbuf pool", rte_errno);
+      pools[p.socket] = pool;
+    }
+    p.pool = pools[p.socket];
+
+    rte_eth_dev_info info{};
+    if (int rc = rte_eth_dev_info_get(p.port_id, &info); rc != 0) fail(p, "device info", rc);
+    if (queues > info.max_rx_queues || queues > info.max_tx_queues) {
+      throw std::runtime_error("port " + p.name + ": " + std::to_string(queues) +
+                               " workers need as many queues; the device has " +
+                               std::to_string(info.max_rx_queues) + " RX / " +
+                               std::to_string(info.max_tx_queues) + " TX");
+    }
+    rte_eth_conf conf{};
+    if (queues > 1) {
+      conf.rxmode.mq_mode = RTE_ETH_MQ_RX_RSS;
+      conf.rx_adv_conf.rss_conf.rss_hf =
+          (RTE_ETH_RSS_IP | RTE_ETH_RSS_TCP | RTE_ETH_RSS_UDP) & info.flow_type_rss_offloads;
+    }
+    if (int rc = rte_eth_dev_configure(p.port_id, queues, queues, &conf); rc != 0) {
+      fail(p, "configure", rc);
+    }
+    uint16_t rxd = kRxDesc, txd = kTxDesc;
+    rte_eth_dev_adjust_nb_rx_tx_desc(p.port_id, &rxd, &txd);
+    for (uint16_t q = 0; q < queues; ++q) {
+      if (int rc = rte_eth_rx_queue_setup(p.port_id, q, rxd, p.socket, nullptr, p.pool); rc != 0) {
+        fail(p, "RX queue " + std::to_string(q), rc);
+      }
+      if (int rc = rte_eth_tx_queue_setup(p.port_id, q, txd, p.socket, nullptr); rc != 0) {
+        fail(p, "TX queue " + std::to_string(q), rc);
+      }
+    }
+    bool software_mac = false;
+    if (pc.mac) {
+      rte_ether_addr mac;
+      std::copy(pc.mac->b, pc.mac->b + 6, mac.addr_bytes);
+      if (int rc = rte_eth_dev_default_mac_addr_set(p.port_id, &mac); rc != 0) {
+        // Some virtual devices (net_pcap) cannot change it: receive promiscuously and
+        // use the configured MAC in software (ARP answers, source MACs, RX filter).
+        L4LB_WARN("port %s: device cannot take MAC %s (%s); using it in software, promiscuous",
+                  p.name.c_str(), format_mac(*pc.mac).c_str(), rte_strerror(-rc));
+        software_mac = true;
+      }
+    }
+    if (int rc = rte_eth_dev_set_mtu(p.port_id, static_cast<uint16_t>(p.mtu)); rc != 0) {
+      // Virtual devices often cannot change MTU; l4lbd still enforces it on egress.
+      L4LB_WARN("port %s: device MTU not set to %u (%s); enforcing it in software", p.name.c_str(),
+                p.mtu, rte_strerror(-rc));
+    }
+    if (int rc = rte_eth_dev_start(p.port_id); rc != 0) fail(p, "start", rc);
+    if (software_mac) {
+      p.mac = *pc.mac;
+      if (int rc = rte_eth_promiscuous_enable(p.port_id); rc != 0 && rc != -ENOTSUP) {
+        fail(p, "promiscuous mode", rc);
+      }
+    } else {
+      rte_ether_addr mac{};
+      rte_eth_macaddr_get(p.port_id, &mac);
+      std::copy(mac.addr_bytes, mac.addr_bytes + 6, p.mac.b);
+    }
+    L4LB_INFO("port %s: %s id %u socket %d mac %s address %s/%u mtu %u queues %u", p.name.c_str(),
+              p.device.c_str(), p.port_id, p.socket, format_mac(p.mac).c_str(),
+              format_ipv4(pc.address.addr).c_str(), pc.address.len, p.mtu, queues);
+    ports.push_back(std::move(p));
+  }
+  return ports;
+}
+
+void stop_ports(std::vector<PortInfo>& ports) {
+  for (auto& p : ports) {
+    if (int rc = rte_eth_dev_stop(p.port_id); rc != 0) {
+      L4LB_WARN("port %s: stop: %s", p.name.c_str(), rte_strerror(-rc));
+    }
+    rte_eth_dev_close(p.port_id);
+  }
+}
+
+}  // namespace l4lb

@@ -1,0 +1,39 @@
+// DPDK ports: find each configured device, configure one RX/TX queue pair per worker,
+// a mempool on the port's NUMA socket, and start it. Control thread only; the PortInfo
+// array is immutable once workers run and is read by them.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "lb/cidr.h"
+#include "nat/headers.h"
+#include "src/config/config.h"
+
+struct rte_mempool;
+
+namespace l4lb {
+
+struct PortInfo {
+  std::string name;       // config name (wan, lan)
+  std::string device;     // devargs as configured
+  uint16_t port_id = 0;   // DPDK port id
+  int socket = 0;
+  MacAddr mac{};
+  uint32_t addr_be = 0;   // the port's own address
+  uint32_t mask_be = 0;
+  uint32_t mtu = 1500;
+  uint16_t queues = 1;
+  rte_mempool* pool = nullptr;
+  bool in_subnet(uint32_t ip_be) const { return (ip_be & mask_be) == (addr_be & mask_be); }
+};
+
+// The EAL argument that attaches a device: PCI addresses with -a, everything else --vdev.
+std::vector<std::string> device_eal_args(const std::string& device);
+
+// Sets up and starts every port; throws std::runtime_error naming the port on failure.
+std::vector<PortInfo> start_ports(const config::DataplaneConfig& dp, uint16_t queues);
+void stop_ports(std::vector<PortInfo>& ports);
+
+}  // namespace l4lb

@@ -1,0 +1,51 @@
+// Per-worker counters: written by exactly one worker (plain increments, no atomics),
+// read by the control thread, which sums them. Never reset.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "lb/drop_reason.h"
+
+namespace l4lb {
+
+constexpr size_t kMaxPorts = 8;
+
+#define L4LB_WORKER_COUNTERS(X)                                                         \
+  X(flows_created, "flows created by a new packet to a Service port")                  \
+  X(flow_insert_failed, "flow table full: packet sent statelessly by Maglev")          \
+  X(flows_expired, "flow entries removed after their timeout")                          \
+  X(flows_reopened, "TCP SYN on a closing flow: flow re-picked")                       \
+  X(nat_forward, "client packets DNATed to a backend")                                  \
+  X(nat_reverse, "backend replies reverse-NATed from a flow entry")                     \
+  X(nat_reverse_stateless, "backend replies reverse-NATed without a flow entry")        \
+  X(arp_requests_answered, "ARP requests answered for a port address or VIP")          \
+  X(arp_requests_sent, "ARP requests sent to resolve a next hop")                      \
+  X(arp_learned, "neighbour entries learned or refreshed from ARP")                    \
+  X(icmp_echo_replies, "ICMP echo replies sent for a port address or VIP")             \
+  X(neighbor_held, "packets held while their next hop was resolved")                   \
+  X(neighbor_released, "held packets sent once their next hop answered")
+
+struct alignas(64) PortQueueCounters {
+  uint64_t rx_packets = 0;
+  uint64_t rx_bytes = 0;
+  uint64_t tx_packets = 0;
+  uint64_t tx_bytes = 0;
+};
+
+struct alignas(64) WorkerCounters {
+#define L4LB_X(name, help) uint64_t name = 0;
+  L4LB_WORKER_COUNTERS(L4LB_X)
+#undef L4LB_X
+  std::array<uint64_t, kDropReasonCount> drops{};
+  std::array<PortQueueCounters, kMaxPorts> ports{};
+};
+
+// Sums every worker's counters; control thread only.
+WorkerCounters sum_counters(const std::vector<const WorkerCounters*>& workers);
+// JSON text of the summed counters (stable keys: the counter names and drop labels).
+std::string counters_json(const WorkerCounters& total, const std::vector<std::string>& port_names);
+
+}  // namespace l4lb

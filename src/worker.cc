@@ -1,0 +1,405 @@
+#include "src/worker.h"
+
+#include <rte_cycles.h>
+#include <rte_malloc.h>
+#include <rte_mbuf.h>
+#include <rte_prefetch.h>
+#include <rte_rcu_qsbr.h>
+
+#include <cstring>
+
+#include "nat/checksum.h"
+#include "nat/rewrite.h"
+
+namespace l4lb {
+
+namespace {
+
+constexpr uint32_t kExpireBudgetBusy = 32;
+constexpr uint32_t kExpireBudgetIdle = 512;
+
+}  // namespace
+
+Worker::Worker(const WorkerSettings& settings, const std::vector<PortInfo>& ports,
+               const SnapshotPublisher& publisher, const std::atomic<bool>& stop)
+    : settings_(settings),
+      ports_(ports),
+      publisher_(publisher),
+      stop_(stop),
+      flows_(settings.flow_capacity, settings.timeouts),
+      neighbors_(rte_get_tsc_hz()),
+      tsc_hz_(rte_get_tsc_hz()),
+      start_tsc_(rte_rdtsc()) {
+  tx_contexts_.reserve(ports_.size());
+  for (uint16_t i = 0; i < ports_.size(); ++i) {
+    auto* buf = static_cast<rte_eth_dev_tx_buffer*>(rte_zmalloc_socket(
+        "l4lb_txbuf", RTE_ETH_TX_BUFFER_SIZE(kBurst), 0, ports_[i].socket));
+    if (buf == nullptr) throw std::runtime_error("cannot allocate TX buffer");
+    rte_eth_tx_buffer_init(buf, kBurst);
+    tx_contexts_.push_back(TxContext{this, i});
+    rte_eth_tx_buffer_set_err_callback(buf, &Worker::tx_failed, &tx_contexts_.back());
+    tx_buffers_.push_back(buf);
+  }
+}
+
+Worker::~Worker() {
+  for (auto* b : tx_buffers_) rte_free(b);
+}
+
+void Worker::tx_failed(rte_mbuf** pkts, uint16_t unsent, void* ctx) {
+  auto* c = static_cast<TxContext*>(ctx);
+  auto& port = c->worker->counters_.ports[c->port];
+  for (uint16_t i = 0; i < unsent; ++i) {
+    port.tx_packets--;
+    port.tx_bytes -= rte_pktmbuf_pkt_len(pkts[i]);
+    c->worker->counters_.drops[static_cast<size_t>(DropReason::kTxFull)]++;
+    rte_pktmbuf_free(pkts[i]);
+  }
+}
+
+int Worker::run() noexcept {
+  rte_rcu_qsbr* qsbr = publisher_.qsbr();
+  rte_rcu_qsbr_thread_register(qsbr, settings_.rcu_id);
+  rte_rcu_qsbr_thread_online(qsbr, settings_.rcu_id);
+  uint64_t next_tick = 0;
+  const uint64_t tick_interval = tsc_hz_ / 100;
+  rte_mbuf* pkts[kBurst];
+
+  while (!stop_.load(std::memory_order_relaxed)) {
+    const Snapshot* snap = publisher_.current();
+    if (snap->generation != generation_) apply_snapshot(*snap);
+    now_tsc_ = rte_rdtsc();
+    now_s_ = static_cast<uint32_t>((now_tsc_ - start_tsc_) / tsc_hz_);
+
+    uint32_t received = 0;
+    for (uint16_t p = 0; p < ports_.size(); ++p) {
+      uint16_t n = rte_eth_rx_burst(ports_[p].port_id, settings_.queue, pkts, kBurst);
+      if (n == 0) continue;
+      received += n;
+      process_burst(p, pkts, n, *snap);
+    }
+    for (uint16_t p = 0; p < ports_.size(); ++p) {
+      rte_eth_tx_buffer_flush(ports_[p].port_id, settings_.queue, tx_buffers_[p]);
+    }
+    counters_.flows_expired +=
+        flows_.expire(now_s_, received != 0 ? kExpireBudgetBusy : kExpireBudgetIdle);
+    if (now_tsc_ >= next_tick) {
+      next_tick = now_tsc_ + tick_interval;
+      neighbors_.tick(
+          now_tsc_, [this](uint32_t ip_be, uint16_t port) { send_arp_request(port, ip_be); },
+          [this](rte_mbuf* m) { drop(m, DropReason::kNeighborTimeout); });
+    }
+    rte_rcu_qsbr_quiescent(qsbr, settings_.rcu_id);
+  }
+  for (uint16_t p = 0; p < ports_.size(); ++p) {
+    rte_eth_tx_buffer_flush(ports_[p].port_id, settings_.queue, tx_buffers_[p]);
+  }
+  rte_rcu_qsbr_thread_offline(qsbr, settings_.rcu_id);
+  rte_rcu_qsbr_thread_unregister(qsbr, settings_.rcu_id);
+  return 0;
+}
+
+void Worker::apply_snapshot(const Snapshot& snap) noexcept {
+  generation_ = snap.generation;
+  rte_mbuf* released[NeighborTable::kHoldPerEntry];
+  for (const auto& n : snap.neighbors) {
+    uint32_t count = neighbors_.set_static(n.ip_be, n.mac, released);
+    release(count, released, n.mac);
+  }
+}
+
+void Worker::process_burst(uint16_t in_port, rte_mbuf** pkts, uint16_t n,
+                           const Snapshot& snap) noexcept {
+  ParsedPacket parsed[kBurst];
+  uint64_t hashes[kBurst];
+  auto& pc = counters_.ports[in_port];
+  pc.rx_packets += n;
+  // Pass 1: parse and hash the whole burst and prefetch the flow-table buckets, so the
+  // cache misses of a large table overlap instead of stalling one packet at a time.
+  for (uint16_t i = 0; i < n; ++i) {
+    if (i + 1 < n) rte_prefetch0(rte_pktmbuf_mtod(pkts[i + 1], void*));
+    rte_mbuf* m = pkts[i];
+    pc.rx_bytes += rte_pktmbuf_pkt_len(m);
+    ParseOptions opts;
+    opts.verify_ipv4_checksum =
+        (m->ol_flags & RTE_MBUF_F_RX_IP_CKSUM_MASK) != RTE_MBUF_F_RX_IP_CKSUM_GOOD;
+    // Multi-segment frames would need gathering; l4lb configures single-segment RX.
+    parsed[i] = parse_frame(rte_pktmbuf_mtod(m, uint8_t*), rte_pktmbuf_data_len(m), opts);
+    if (parsed[i].kind == PacketKind::kIpv4 && parsed[i].proto != kIpProtoIcmp) {
+      hashes[i] = hash_flow(parsed[i].key);
+      flows_.prefetch(hashes[i]);
+    } else {
+      hashes[i] = 0;
+    }
+  }
+  // Pass 2: decide and act.
+  const PortInfo& port = ports_[in_port];
+  for (uint16_t i = 0; i < n; ++i) {
+    rte_mbuf* m = pkts[i];
+    const ParsedPacket& p = parsed[i];
+    if (p.kind == PacketKind::kDrop) {
+      drop(m, p.drop);
+      continue;
+    }
+    const MacAddr& dst = p.eth->dst;
+    if (!(dst == port.mac) && !(p.kind == PacketKind::kArp && dst.is_broadcast())) {
+      drop(m, dst.is_multicast() ? DropReason::kMulticast : DropReason::kNotOurMac);
+      continue;
+    }
+    if (p.kind == PacketKind::kArp) {
+      handle_arp(in_port, m, p, snap);
+    } else {
+      handle_ipv4(in_port, m, p, hashes[i], snap);
+    }
+  }
+}
+
+bool Worker::owns_address(uint32_t ip_be) const noexcept {
+  for (const auto& port : ports_) {
+    if (port.addr_be == ip_be) return true;
+  }
+  return false;
+}
+
+void Worker::handle_arp(uint16_t in_port, rte_mbuf* m, const ParsedPacket& p,
+                        const Snapshot& snap) noexcept {
+  ArpHdr& arp = *p.arp;
+  const PortInfo& port = ports_[in_port];
+  const uint32_t target = arp.tpa;
+  const uint32_t sender = arp.spa;
+  const bool for_us = target == port.addr_be || snap.services.is_vip(target);
+  // RFC 826: update a known sender; add it only when the packet was for us. Only
+  // on-link senders are neighbours.
+  if (sender != 0 && port.in_subnet(sender) && !arp.sha.is_multicast()) {
+    rte_mbuf* released[NeighborTable::kHoldPerEntry];
+    uint32_t n = neighbors_.learn(sender, arp.sha, for_us, now_tsc_, released);
+    counters_.arp_learned++;
+    release(n, released, arp.sha);
+  }
+  const uint16_t op = ntoh16(arp.oper);
+  if (!for_us) {
+    drop(m, DropReason::kArpNotForUs);
+    return;
+  }
+  if (op != kArpRequest) {
+    rte_pktmbuf_free(m);  // a reply for us: learned above
+    return;
+  }
+  // Answer in place (VIPs and port addresses alike resolve to this port's MAC).
+  p.eth->dst = arp.sha;
+  p.eth->src = port.mac;
+  arp.oper = hton16(kArpReply);
+  arp.tha = arp.sha;
+  arp.tpa = sender;
+  arp.sha = port.mac;
+  arp.spa = target;
+  counters_.arp_requests_answered++;
+  tx(in_port, m);
+}
+
+void Worker::handle_ipv4(uint16_t in_port, rte_mbuf* m, const ParsedPacket& p, uint64_t hash,
+                         const Snapshot& snap) noexcept {
+  const uint32_t dst = p.ip->dst;
+  if (p.proto == kIpProtoIcmp) {
+    auto* icmp = static_cast<IcmpHdr*>(p.l4);
+    const bool owned = owns_address(dst) || snap.services.is_vip(dst);
+    if (owned && icmp->type == kIcmpEchoRequest && icmp->code == 0) {
+      answer_echo(in_port, m, p);
+    } else {
+      drop(m, owned ? DropReason::kIcmpUnsupported : DropReason::kNoFlow);
+    }
+    return;
+  }
+  if (owns_address(dst)) {
+    drop(m, DropReason::kHostUnsupported);
+    return;
+  }
+  if (p.ip->ttl <= 1) {
+    drop(m, DropReason::kTtlExceeded);
+    return;
+  }
+  if (const ServicePort* sp = snap.services.find(dst, p.proto, p.key.dst_port)) {
+    handle_service(*sp, m, p, hash, snap);
+  } else if (snap.services.is_vip(dst)) {
+    drop(m, DropReason::kNoServicePort);
+  } else {
+    handle_reply(m, p, hash, snap);
+  }
+}
+
+void Worker::handle_service(const ServicePort& sp, rte_mbuf* m, const ParsedPacket& p,
+                            uint64_t hash, const Snapshot& snap) noexcept {
+  if (!sp.allows(p.ip->src)) {
+    drop(m, DropReason::kAclDenied);
+    return;
+  }
+  FlowHit hit = flows_.lookup(p.key, hash, now_s_);
+  if (hit.entry != nullptr && is_reopen(*hit.entry, hit.dir, p.tcp_flags)) {
+    flows_.remove(hit.entry);
+    hit.entry = nullptr;
+    counters_.flows_reopened++;
+  }
+  FlowNat nat;
+  if (hit.entry != nullptr && hit.dir == FlowDir::kForward) {
+    flows_.update(hit.entry, hit.dir, p.tcp_flags, now_s_);
+    nat = hit.entry->nat;
+  } else {
+    int b = sp.pick(hash, p.ip->src);
+    if (b < 0) {
+      drop(m, DropReason::kNoBackend);
+      return;
+    }
+    nat = FlowNat{sp.vip_be, sp.backend_ips_be[b], sp.port_be, sp.target_port_be,
+                  static_cast<uint32_t>(&sp - snap.services.ports().data())};
+    if (flows_.insert(p.key, hash, nat, p.tcp_flags, now_s_) != nullptr) {
+      counters_.flows_created++;
+    } else {
+      // Full table: Maglev still names the same backend for every packet of the flow.
+      counters_.flow_insert_failed++;
+    }
+  }
+  rewrite_dst(*p.ip, p.l4, p.proto, nat.backend_ip, nat.backend_port);
+  counters_.nat_forward++;
+  route_and_send(m, p, snap);
+}
+
+void Worker::handle_reply(rte_mbuf* m, const ParsedPacket& p, uint64_t hash,
+                          const Snapshot& snap) noexcept {
+  FlowHit hit = flows_.lookup(p.key, hash, now_s_);
+  uint32_t vip_be;
+  uint16_t vip_port_be;
+  if (hit.entry != nullptr && hit.dir == FlowDir::kReverse) {
+    flows_.update(hit.entry, hit.dir, p.tcp_flags, now_s_);
+    vip_be = hit.entry->nat.vip;
+    vip_port_be = hit.entry->nat.vip_port;
+    counters_.nat_reverse++;
+  } else {
+    if (hit.entry != nullptr) flows_.remove(hit.entry);  // its Service is gone
+    // No flow entry (expired, restarted, or another instance made it): an endpoint of
+    // exactly one Service port still says which VIP the reply must come from.
+    uint32_t i = snap.services.find_endpoint(p.ip->src, p.proto, p.key.src_port);
+    if (i == ServiceTable::kNotFound || i == ServiceTable::kAmbiguous) {
+      drop(m, DropReason::kNoFlow);
+      return;
+    }
+    const ServicePort& sp = snap.services.ports()[i];
+    vip_be = sp.vip_be;
+    vip_port_be = sp.port_be;
+    counters_.nat_reverse_stateless++;
+  }
+  rewrite_src(*p.ip, p.l4, p.proto, vip_be, vip_port_be);
+  route_and_send(m, p, snap);
+}
+
+void Worker::answer_echo(uint16_t in_port, rte_mbuf* m, const ParsedPacket& p) noexcept {
+  auto* icmp = static_cast<IcmpHdr*>(p.l4);
+  Ipv4Hdr& ip = *p.ip;
+  const uint32_t requester = ip.src;
+  ip.src = ip.dst;
+  ip.dst = requester;
+  ip.ttl = 64;
+  ip.checksum = 0;
+  ip.checksum = ipv4_header_checksum(ip);
+  uint16_t old_word = hton16(static_cast<uint16_t>(icmp->type << 8 | icmp->code));
+  icmp->type = kIcmpEchoReply;
+  icmp->checksum = checksum_adjust16(icmp->checksum, old_word, hton16(icmp->code));
+  p.eth->dst = p.eth->src;
+  p.eth->src = ports_[in_port].mac;
+  counters_.icmp_echo_replies++;
+  tx(in_port, m);
+}
+
+void Worker::route_and_send(rte_mbuf* m, const ParsedPacket& p, const Snapshot& snap) noexcept {
+  const uint32_t dst = p.ip->dst;
+  const NextHop* nh = snap.routes->lookup(dst);
+  if (nh == nullptr) {
+    drop(m, DropReason::kNoRoute);
+    return;
+  }
+  const PortInfo& out = ports_[nh->port];
+  if (ntoh16(p.ip->total_length) > out.mtu) {
+    drop(m, DropReason::kMtuExceeded);
+    return;
+  }
+  decrement_ttl(*p.ip);
+  if (p.l2_len > sizeof(EthHdr)) {
+    // Ports are untagged: drop the 802.1Q tag by sliding the MAC addresses over it.
+    uint8_t* data = rte_pktmbuf_mtod(m, uint8_t*);
+    std::memmove(data + sizeof(VlanHdr), data, 2 * sizeof(MacAddr));
+    rte_pktmbuf_adj(m, sizeof(VlanHdr));
+    rte_pktmbuf_mtod(m, EthHdr*)->ether_type = hton16(kEtherTypeIpv4);
+  }
+  const uint32_t next = nh->gateway_be != 0 ? nh->gateway_be : dst;
+  NeighborTable::Lookup n = neighbors_.lookup(next, now_tsc_);
+  if (n.mac != nullptr) {
+    if (n.refresh) send_arp_request(nh->port, next);
+    send_resolved(nh->port, m, *n.mac);
+    return;
+  }
+  m->port = nh->port;  // where release() sends it once the next hop answers
+  switch (neighbors_.hold(next, nh->port, m, now_tsc_)) {
+    case NeighborTable::Hold::kHeldProbe:
+      send_arp_request(nh->port, next);
+      [[fallthrough]];
+    case NeighborTable::Hold::kHeld:
+      counters_.neighbor_held++;
+      break;
+    case NeighborTable::Hold::kHoldFull:
+      drop(m, DropReason::kNeighborHoldFull);
+      break;
+    case NeighborTable::Hold::kTableFull:
+      drop(m, DropReason::kNeighborTableFull);
+      break;
+  }
+}
+
+void Worker::send_resolved(uint16_t out_port, rte_mbuf* m, const MacAddr& dst) noexcept {
+  auto* eth = rte_pktmbuf_mtod(m, EthHdr*);
+  eth->dst = dst;
+  eth->src = ports_[out_port].mac;
+  tx(out_port, m);
+}
+
+void Worker::release(uint32_t n, rte_mbuf** held, const MacAddr& mac) noexcept {
+  for (uint32_t i = 0; i < n; ++i) {
+    // Held packets remember their egress port in the mbuf's port field (set by hold()).
+    send_resolved(held[i]->port, held[i], mac);
+    counters_.neighbor_released++;
+  }
+}
+
+void Worker::send_arp_request(uint16_t out_port, uint32_t target_be) noexcept {
+  const PortInfo& port = ports_[out_port];
+  rte_mbuf* m = rte_pktmbuf_alloc(port.pool);
+  if (m == nullptr) return;  // pool exhausted: the retry timer asks again
+  auto* eth = reinterpret_cast<EthHdr*>(rte_pktmbuf_append(m, sizeof(EthHdr) + sizeof(ArpHdr)));
+  std::memset(eth->dst.b, 0xff, sizeof eth->dst.b);
+  eth->src = port.mac;
+  eth->ether_type = hton16(kEtherTypeArp);
+  auto* arp = reinterpret_cast<ArpHdr*>(eth + 1);
+  arp->htype = hton16(1);
+  arp->ptype = hton16(kEtherTypeIpv4);
+  arp->hlen = 6;
+  arp->plen = 4;
+  arp->oper = hton16(kArpRequest);
+  arp->sha = port.mac;
+  arp->spa = port.addr_be;
+  arp->tha = MacAddr{};
+  arp->tpa = target_be;
+  counters_.arp_requests_sent++;
+  tx(out_port, m);
+}
+
+void Worker::tx(uint16_t port, rte_mbuf* m) noexcept {
+  auto& pc = counters_.ports[port];
+  pc.tx_packets++;
+  pc.tx_bytes += rte_pktmbuf_pkt_len(m);
+  rte_eth_tx_buffer(ports_[port].port_id, settings_.queue, tx_buffers_[port], m);
+}
+
+void Worker::drop(rte_mbuf* m, DropReason reason) noexcept {
+  counters_.drops[static_cast<size_t>(reason)]++;
+  rte_pktmbuf_free(m);
+}
+
+}  // namespace l4lb

@@ -1,0 +1,88 @@
+// One poll-mode worker: owns an RX/TX queue pair on every port, its flow table, its
+// neighbour cache and its counters; reads configuration only through the published
+// snapshot. Constructed by the control thread, run on its own pinned lcore.
+#pragma once
+
+#include <rte_ethdev.h>
+
+#include <atomic>
+#include <memory>
+#include <vector>
+
+#include "lb/flow_table.h"
+#include "lb/parse.h"
+#include "src/neighbor.h"
+#include "src/port.h"
+#include "src/snapshot.h"
+#include "src/stats.h"
+
+namespace l4lb {
+
+struct WorkerSettings {
+  unsigned lcore = 0;
+  uint16_t queue = 0;
+  unsigned rcu_id = 0;
+  uint32_t flow_capacity = 1 << 20;
+  FlowTimeouts timeouts;
+};
+
+class Worker {
+ public:
+  static constexpr uint16_t kBurst = 32;
+
+  Worker(const WorkerSettings& settings, const std::vector<PortInfo>& ports,
+         const SnapshotPublisher& publisher, const std::atomic<bool>& stop);
+  ~Worker();
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+
+  // The lcore main loop; returns when `stop` is set, after flushing TX.
+  int run() noexcept;
+  static int launch(void* worker) { return static_cast<Worker*>(worker)->run(); }
+
+  const WorkerCounters& counters() const { return counters_; }
+  unsigned lcore() const { return settings_.lcore; }
+
+ private:
+  struct TxContext {
+    Worker* worker;
+    uint16_t port;
+  };
+
+  void apply_snapshot(const Snapshot& snap) noexcept;
+  void process_burst(uint16_t in_port, rte_mbuf** pkts, uint16_t n, const Snapshot& snap) noexcept;
+  void handle_arp(uint16_t in_port, rte_mbuf* m, const ParsedPacket& p,
+                  const Snapshot& snap) noexcept;
+  void handle_ipv4(uint16_t in_port, rte_mbuf* m, const ParsedPacket& p, uint64_t hash,
+                   const Snapshot& snap) noexcept;
+  void handle_service(const ServicePort& sp, rte_mbuf* m, const ParsedPacket& p, uint64_t hash,
+                      const Snapshot& snap) noexcept;
+  void handle_reply(rte_mbuf* m, const ParsedPacket& p, uint64_t hash,
+                    const Snapshot& snap) noexcept;
+  void answer_echo(uint16_t in_port, rte_mbuf* m, const ParsedPacket& p) noexcept;
+  void route_and_send(rte_mbuf* m, const ParsedPacket& p, const Snapshot& snap) noexcept;
+  void send_resolved(uint16_t out_port, rte_mbuf* m, const MacAddr& dst) noexcept;
+  void send_arp_request(uint16_t out_port, uint32_t target_be) noexcept;
+  void release(uint32_t n, rte_mbuf** held, const MacAddr& mac) noexcept;
+  void tx(uint16_t port, rte_mbuf* m) noexcept;
+  void drop(rte_mbuf* m, DropReason reason) noexcept;
+  bool owns_address(uint32_t ip_be) const noexcept;
+  static void tx_failed(rte_mbuf** pkts, uint16_t unsent, void* ctx);
+
+  WorkerSettings settings_;
+  const std::vector<PortInfo>& ports_;
+  const SnapshotPublisher& publisher_;
+  const std::atomic<bool>& stop_;
+  FlowTable flows_;
+  NeighborTable neighbors_;
+  std::vector<rte_eth_dev_tx_buffer*> tx_buffers_;
+  std::vector<TxContext> tx_contexts_;
+  uint64_t generation_ = 0;
+  uint64_t tsc_hz_;
+  uint64_t start_tsc_;
+  uint64_t now_tsc_ = 0;
+  uint32_t now_s_ = 0;
+  WorkerCounters counters_;
+};
+
+}  // namespace l4lb
