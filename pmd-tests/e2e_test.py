@@ -67,6 +67,7 @@ def write_config(dest):
     text = DEMO_CONFIG.read_text()
     text, n = re.subn(r"iface=l4d-", f"iface={PREFIX}-", text)
     assert n == 2, f"expected two l4d-* interfaces in {DEMO_CONFIG}, found {n}"
+    text = re.sub(r"(--file-prefix,\s*)l4d\b", rf"\g<1>{PREFIX}", text)
     text = re.sub(r"(listen:\s*127\.0\.0\.1:)\d+", lambda m: f"{m.group(1)}{free_tcp_port()}",
                   text)
     dest.write_text(text)

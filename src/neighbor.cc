@@ -84,11 +84,11 @@ uint32_t NeighborTable::resolve(Entry& e, uint32_t ip_be, const MacAddr& mac, St
   return n;
 }
 
-uint32_t NeighborTable::learn(uint32_t ip_be, const MacAddr& mac, bool create, uint64_t now,
-                              rte_mbuf** released) noexcept {
+NeighborTable::Learned NeighborTable::learn(uint32_t ip_be, const MacAddr& mac, bool create,
+                                           uint64_t now, rte_mbuf** released) noexcept {
   Entry* e = create ? find_or_insert(ip_be) : find(ip_be);
-  if (e == nullptr || e->state == State::kStatic) return 0;
-  return resolve(*e, ip_be, mac, State::kReachable, now + reachable_time_, released);
+  if (e == nullptr || e->state == State::kStatic) return {};
+  return {true, resolve(*e, ip_be, mac, State::kReachable, now + reachable_time_, released)};
 }
 
 uint32_t NeighborTable::set_static(uint32_t ip_be, const MacAddr& mac,

@@ -33,9 +33,13 @@ class NeighborTable {
   Hold hold(uint32_t ip_be, uint16_t port, rte_mbuf* m, uint64_t now) noexcept;
   // Records ip -> mac. With create == false only an existing entry is updated (RFC 826:
   // merge if present, add only when the ARP was for us). Packets that were waiting are
-  // written to released[] (up to kHoldPerEntry); returns their count.
-  uint32_t learn(uint32_t ip_be, const MacAddr& mac, bool create, uint64_t now,
-                 rte_mbuf** released) noexcept;
+  // written to released[] (up to kHoldPerEntry).
+  struct Learned {
+    bool updated = false;   // an entry now holds this MAC (static entries never change)
+    uint32_t released = 0;  // packets written to released[]
+  };
+  Learned learn(uint32_t ip_be, const MacAddr& mac, bool create, uint64_t now,
+                rte_mbuf** released) noexcept;
   // Static entries (from the config) never expire and ignore ARP; releases held packets too.
   uint32_t set_static(uint32_t ip_be, const MacAddr& mac, rte_mbuf** released) noexcept;
   bool known(uint32_t ip_be) const noexcept;

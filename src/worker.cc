@@ -172,9 +172,9 @@ void Worker::handle_arp(uint16_t in_port, rte_mbuf* m, const ParsedPacket& p,
   // on-link senders are neighbours.
   if (sender != 0 && port.in_subnet(sender) && !arp.sha.is_multicast()) {
     rte_mbuf* released[NeighborTable::kHoldPerEntry];
-    uint32_t n = neighbors_.learn(sender, arp.sha, for_us, now_tsc_, released);
-    counters_.arp_learned++;
-    release(n, released, arp.sha);
+    NeighborTable::Learned l = neighbors_.learn(sender, arp.sha, for_us, now_tsc_, released);
+    counters_.arp_learned += l.updated;
+    release(l.released, released, arp.sha);
   }
   const uint16_t op = ntoh16(arp.oper);
   if (!for_us) {
