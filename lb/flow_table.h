@@ -92,7 +92,7 @@ inline bool is_reopen(const FlowEntry& e, FlowDir dir, uint8_t tcp_flags) noexce
 // The entry address depends on the bucket's content, so without the middle pass each lookup
 // waits out one full miss on its entry; the CPU already overlaps the bucket loads itself
 // when the hashes are known ahead. Measured at 1M entries, 75% hits, on a busy 2-core EPYC
-// VM (one dependent miss ~500 ns): a bare loop of lookups 95 -> 64 ns each; with ~85 ns of
+// VM (one dependent miss 300-500 ns): a bare loop of lookups 95 -> 64 ns each; with ~85 ns of
 // other work per packet 440-590 -> 130-175 ns. prefetch() alone gained nothing measurable.
 class FlowTable {
  public:

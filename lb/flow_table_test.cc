@@ -567,7 +567,10 @@ void run_random_ops(uint32_t capacity, uint32_t clients, uint32_t seed, RandomRu
     if (r < 70) {  // a packet, forward or reverse, as the worker handles it
       const bool forward = r < 45;
       const FlowKey key = forward ? fwd : Model::rev_of(fwd, nat);
-      const FlowHit h = t.lookup(key, hash_flow(key), now);
+      const uint64_t hash = hash_flow(key);
+      t.prefetch(hash);
+      t.prefetch_entry(hash);
+      const FlowHit h = t.lookup(key, hash, now);
       const ModelRef* ref = m.lookup(key, now);
       ASSERT_EQ(h.entry != nullptr, ref != nullptr) << "op " << op;
       if (h.entry != nullptr) {

@@ -1,6 +1,6 @@
 #include "src/neighbor.h"
 
-#include <new>
+#include <rte_mbuf.h>
 
 #include "lb/flow_key.h"
 
@@ -11,7 +11,13 @@ NeighborTable::NeighborTable(uint64_t tsc_hz)
       probe_interval_(tsc_hz / 5),      // 200 ms between ARP retries
       reachable_time_(tsc_hz * 60) {}   // confirm a learned MAC once a minute while in use
 
-NeighborTable::~NeighborTable() { delete[] entries_; }
+NeighborTable::~NeighborTable() {
+  // Packets still waiting for an answer go back to their pool, not astray.
+  for (uint32_t i = 0; i < kCapacity; ++i) {
+    for (uint8_t h = 0; h < entries_[i].held; ++h) rte_pktmbuf_free(entries_[i].queue[h]);
+  }
+  delete[] entries_;
+}
 
 NeighborTable::Entry* NeighborTable::find(uint32_t ip_be) const noexcept {
   for (uint32_t i = mix64(ip_be) & (kCapacity - 1), n = 0; n < kCapacity;
