@@ -84,6 +84,15 @@ inline bool ipv4_header_checksum_ok(const Ipv4Hdr& ip) noexcept {
 // wire means "no checksum" (RFC 768). Out of line: the cost is the payload, not the call.
 uint16_t l4_checksum(const Ipv4Hdr& ip, const void* l4, size_t l4_len) noexcept;
 
+// The IPv4 pseudo-header sum, folded but not complemented, as NICs doing TX L4 checksum
+// offload expect it in the TCP/UDP checksum field (they add the segment and complement).
+inline uint16_t ipv4_pseudo_header_sum(const Ipv4Hdr& ip) noexcept {
+  const uint16_t l4_len = static_cast<uint16_t>(ntoh16(ip.total_length) - ip.ihl_bytes());
+  uint32_t sum = (ip.src & 0xffff) + (ip.src >> 16) + (ip.dst & 0xffff) + (ip.dst >> 16) +
+                 hton16(ip.protocol) + hton16(l4_len);
+  return static_cast<uint16_t>(~checksum_fold(sum));
+}
+
 // RFC 1624 eqn. 3: HC' = ~(~HC + ~m + m'), the checksum after a 16-bit word of the covered
 // data changes from m to m'. Values as stored in the packet (network order). Eqn. 3 rather
 // than RFC 1141's eqn. 2, because eqn. 2 can give 0xffff where a full recompute gives 0x0000

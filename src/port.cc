@@ -83,6 +83,10 @@ std::vector<PortInfo> start_ports(const config::DataplaneConfig& dp, uint16_t qu
       conf.rx_adv_conf.rss_conf.rss_hf =
           (RTE_ETH_RSS_IP | RTE_ETH_RSS_TCP | RTE_ETH_RSS_UDP) & info.flow_type_rss_offloads;
     }
+    constexpr uint64_t kCsumOffloads = RTE_ETH_TX_OFFLOAD_IPV4_CKSUM |
+                                       RTE_ETH_TX_OFFLOAD_TCP_CKSUM | RTE_ETH_TX_OFFLOAD_UDP_CKSUM;
+    p.tx_csum_offload = (info.tx_offload_capa & kCsumOffloads) == kCsumOffloads;
+    if (p.tx_csum_offload) conf.txmode.offloads |= kCsumOffloads;
     if (int rc = rte_eth_dev_configure(p.port_id, queues, queues, &conf); rc != 0) {
       fail(p, "configure", rc);
     }
@@ -124,9 +128,10 @@ std::vector<PortInfo> start_ports(const config::DataplaneConfig& dp, uint16_t qu
       rte_eth_macaddr_get(p.port_id, &mac);
       std::copy(mac.addr_bytes, mac.addr_bytes + 6, p.mac.b);
     }
-    L4LB_INFO("port %s: %s id %u socket %d mac %s address %s/%u mtu %u queues %u", p.name.c_str(),
-              p.device.c_str(), p.port_id, p.socket, format_mac(p.mac).c_str(),
-              format_ipv4(pc.address.addr).c_str(), pc.address.len, p.mtu, queues);
+    L4LB_INFO("port %s: %s id %u socket %d mac %s address %s/%u mtu %u queues %u checksums %s",
+              p.name.c_str(), p.device.c_str(), p.port_id, p.socket, format_mac(p.mac).c_str(),
+              format_ipv4(pc.address.addr).c_str(), pc.address.len, p.mtu, queues,
+              p.tx_csum_offload ? "TX offload" : "software (RFC 1624 incremental)");
     ports.push_back(std::move(p));
   }
   return ports;

@@ -25,6 +25,7 @@ struct PortInfo {
   uint32_t mask_be = 0;
   uint32_t mtu = 1500;
   uint16_t queues = 1;
+  bool tx_csum_offload = false;  // the NIC fills IPv4 and TCP/UDP checksums
   rte_mempool* pool = nullptr;
   bool in_subnet(uint32_t ip_be) const { return (ip_be & mask_be) == (addr_be & mask_be); }
 };

@@ -132,6 +132,10 @@ void Worker::process_burst(uint16_t in_port, rte_mbuf** pkts, uint16_t n,
       hashes[i] = 0;
     }
   }
+  // Pass 1b: the buckets have arrived (or are on their way); fetch the entries they name.
+  for (uint16_t i = 0; i < n; ++i) {
+    if (hashes[i] != 0) flows_.prefetch_entry(hashes[i]);
+  }
   // Pass 2: decide and act.
   const PortInfo& port = ports_[in_port];
   for (uint16_t i = 0; i < n; ++i) {
@@ -258,9 +262,8 @@ void Worker::handle_service(const ServicePort& sp, rte_mbuf* m, const ParsedPack
       counters_.flow_insert_failed++;
     }
   }
-  rewrite_dst(*p.ip, p.l4, p.proto, nat.backend_ip, nat.backend_port);
   counters_.nat_forward++;
-  route_and_send(m, p, snap);
+  nat_and_send(m, p, NatSide::kDestination, nat.backend_ip, nat.backend_port, snap);
 }
 
 void Worker::handle_reply(rte_mbuf* m, const ParsedPacket& p, uint64_t hash,
@@ -287,8 +290,7 @@ void Worker::handle_reply(rte_mbuf* m, const ParsedPacket& p, uint64_t hash,
     vip_port_be = sp.port_be;
     counters_.nat_reverse_stateless++;
   }
-  rewrite_src(*p.ip, p.l4, p.proto, vip_be, vip_port_be);
-  route_and_send(m, p, snap);
+  nat_and_send(m, p, NatSide::kSource, vip_be, vip_port_be, snap);
 }
 
 void Worker::answer_echo(uint16_t in_port, rte_mbuf* m, const ParsedPacket& p) noexcept {
@@ -309,25 +311,60 @@ void Worker::answer_echo(uint16_t in_port, rte_mbuf* m, const ParsedPacket& p) n
   tx(in_port, m);
 }
 
-void Worker::route_and_send(rte_mbuf* m, const ParsedPacket& p, const Snapshot& snap) noexcept {
-  const uint32_t dst = p.ip->dst;
+void Worker::nat_and_send(rte_mbuf* m, const ParsedPacket& p, NatSide side, uint32_t ip_be,
+                          uint16_t port_be, const Snapshot& snap) noexcept {
+  Ipv4Hdr& ip = *p.ip;
+  // Route on the address the packet will carry, so the egress port (and whether it
+  // offloads checksums) is known before rewriting.
+  const uint32_t dst = side == NatSide::kDestination ? ip_be : ip.dst;
   const NextHop* nh = snap.routes->lookup(dst);
   if (nh == nullptr) {
     drop(m, DropReason::kNoRoute);
     return;
   }
   const PortInfo& out = ports_[nh->port];
-  if (ntoh16(p.ip->total_length) > out.mtu) {
+  if (ntoh16(ip.total_length) > out.mtu) {
     drop(m, DropReason::kMtuExceeded);
     return;
   }
-  decrement_ttl(*p.ip);
+  if (out.tx_csum_offload) {
+    // The NIC computes both checksums: write the fields and leave it the pseudo-header
+    // sum it expects in the L4 checksum field.
+    // Offsets into the L4 header: ports sit alike in TCP and UDP; the checksum does not.
+    auto* l4 = static_cast<uint8_t*>(p.l4);
+    const size_t port_off = side == NatSide::kDestination ? offsetof(UdpHdr, dst_port)
+                                                          : offsetof(UdpHdr, src_port);
+    const size_t csum_off =
+        p.proto == kIpProtoTcp ? offsetof(TcpHdr, checksum) : offsetof(UdpHdr, checksum);
+    if (side == NatSide::kDestination) {
+      ip.dst = ip_be;
+    } else {
+      ip.src = ip_be;
+    }
+    std::memcpy(l4 + port_off, &port_be, sizeof port_be);
+    ip.ttl--;
+    ip.checksum = 0;
+    const uint16_t pseudo = ipv4_pseudo_header_sum(ip);
+    std::memcpy(l4 + csum_off, &pseudo, sizeof pseudo);
+    m->l2_len = p.l2_len;
+    m->l3_len = ip.ihl_bytes();
+    m->ol_flags |= RTE_MBUF_F_TX_IPV4 | RTE_MBUF_F_TX_IP_CKSUM |
+                   (p.proto == kIpProtoTcp ? RTE_MBUF_F_TX_TCP_CKSUM : RTE_MBUF_F_TX_UDP_CKSUM);
+  } else {
+    if (side == NatSide::kDestination) {
+      rewrite_dst(ip, p.l4, p.proto, ip_be, port_be);
+    } else {
+      rewrite_src(ip, p.l4, p.proto, ip_be, port_be);
+    }
+    decrement_ttl(ip);
+  }
   if (p.l2_len > sizeof(EthHdr)) {
     // Ports are untagged: drop the 802.1Q tag by sliding the MAC addresses over it.
     uint8_t* data = rte_pktmbuf_mtod(m, uint8_t*);
     std::memmove(data + sizeof(VlanHdr), data, 2 * sizeof(MacAddr));
     rte_pktmbuf_adj(m, sizeof(VlanHdr));
     rte_pktmbuf_mtod(m, EthHdr*)->ether_type = hton16(kEtherTypeIpv4);
+    m->l2_len = sizeof(EthHdr);
   }
   const uint32_t next = nh->gateway_be != 0 ? nh->gateway_be : dst;
   NeighborTable::Lookup n = neighbors_.lookup(next, now_tsc_);

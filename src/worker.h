@@ -60,7 +60,11 @@ class Worker {
   void handle_reply(rte_mbuf* m, const ParsedPacket& p, uint64_t hash,
                     const Snapshot& snap) noexcept;
   void answer_echo(uint16_t in_port, rte_mbuf* m, const ParsedPacket& p) noexcept;
-  void route_and_send(rte_mbuf* m, const ParsedPacket& p, const Snapshot& snap) noexcept;
+  enum class NatSide : uint8_t { kDestination, kSource };
+  // Rewrites one side's address and port (DNAT or reverse NAT), decrements TTL, fixes
+  // checksums (incrementally, or by TX offload where the egress port has it), routes, sends.
+  void nat_and_send(rte_mbuf* m, const ParsedPacket& p, NatSide side, uint32_t ip_be,
+                    uint16_t port_be, const Snapshot& snap) noexcept;
   void send_resolved(uint16_t out_port, rte_mbuf* m, const MacAddr& dst) noexcept;
   void send_arp_request(uint16_t out_port, uint32_t target_be) noexcept;
   void release(uint32_t n, rte_mbuf** held, const MacAddr& mac) noexcept;
