@@ -41,6 +41,7 @@ namespace l4lb {
   X(kNeighborTimeout, "neighbor_timeout", "next hop did not answer ARP in time")         \
   X(kNeighborTableFull, "neighbor_table_full", "no room to track another next hop")      \
   X(kTxFull, "tx_full", "the port's TX queue refused the packet")                         \
+  X(kHandoffFull, "handoff_full", "the owning worker's hand-off ring was full")            \
   X(kMtuExceeded, "mtu_exceeded", "packet larger than the egress port's MTU")
 
 enum class DropReason : uint8_t {

@@ -21,6 +21,14 @@ fresh l4lbd, same config) forwards the same SYNs plus the backends' replies, whi
 be reverse-NATed through the flow table to the right VIP; Maglev must pick the same
 backends in both runs; a reply for a flow never opened is dropped as no_flow.
 
+Run C (next hops resolved by ARP): C1 (wan + lan) sends 10 SYNs to a Service whose
+backends lie behind a next hop with no MAC that never answers: exactly 3 ARP requests
+(at once, then every 200 ms) leave lan, 8 packets are held then dropped as
+neighbor_timeout, 2 as neighbor_hold_full, nothing else goes out for them (control SYNs
+to a static next hop still do). C2 (one port, exact order) sends the same to a next hop
+that answers with an ARP reply in the same pcap: the ARP request, then the 8 held SYNs
+with the learned MAC in order, later SYNs at once; neighbor_held == neighbor_released.
+
 L4LBD=/path/to/l4lbd overrides the binary (default: build/src/l4lbd). A missing
 binary is a failure, never a skip.
 """
@@ -778,3 +786,198 @@ def test_golden_ambiguous_endpoints_and_restart(tmp_path):
     assert c["nat_reverse_stateless"] == 0, c
     check_drops(stats2, {"no_flow": 1})
     check_ports(stats2, {"wan": frames}, out2)
+
+
+# --------------------------------------------------------------------------- run C
+
+C_VIP = "172.16.12.110"
+C_FLOWS = 10                      # to one unresolved next hop: 8 held, 2 over the limit
+HOLD_PER_NEXT_HOP = 8
+ARP_TRIES = 3
+C1_NEXT_HOP = "10.128.0.99"       # on lan, never answers
+C1_BACKENDS = ("10.4.9.11", "10.4.9.12", "10.4.9.13")
+C2_NEXT_HOP, C2_NEXT_HOP_MAC = "10.0.0.98", "02:00:00:00:00:98"   # on wan, answers
+C2_BACKENDS = ("10.4.7.11", "10.4.7.12", "10.4.7.13")
+
+
+def services_yaml(*services):
+    return "services:\n" + "".join(
+        f"  - name: {name}\n"
+        f"    vip: {vip}\n"
+        "    ports: [{name: http, protocol: TCP, port: 80, targetPort: 8080}]\n"
+        f"    backends: [{', '.join('{ip: %s}' % b for b in backends)}]\n"
+        for name, vip, backends in services)
+
+
+CONFIG_C1 = (
+    "dataplane:\n"
+    f"  eal: {EAL}\n"
+    "  workers: [1]\n"
+    "  flowTable: {capacity: 4096}\n"
+    "  ports:\n"
+    + port_yaml("wan", 0, f"{WAN_IP}/24", WAN_MAC)
+    + port_yaml("lan", 1, f"{LAN_IP}/24", LAN_MAC)
+    + "  routes:\n"
+    f"    - {{prefix: 10.4.1.0/24, via: {NODE_IP}}}\n"
+    f"    - {{prefix: 10.4.9.0/24, via: {C1_NEXT_HOP}}}\n"
+    f"    - {{prefix: 0.0.0.0/0, via: {GW_IP}}}\n"
+    "  neighbors:\n"
+    f'    - {{ip: {NODE_IP}, mac: "{NODE_MAC}"}}\n'
+    f'    - {{ip: {GW_IP}, mac: "{GW_MAC}"}}\n'
+    + services_yaml(("frontend", HTTP_VIP, HTTP_BACKENDS), ("far", C_VIP, C1_BACKENDS))
+)
+
+CONFIG_C2 = (
+    "dataplane:\n"
+    f"  eal: {EAL}\n"
+    "  workers: [1]\n"
+    "  flowTable: {capacity: 4096}\n"
+    "  ports:\n"
+    + port_yaml("wan", 0, f"{WAN_IP}/24", WAN_MAC)
+    + "  routes:\n"
+    f"    - {{prefix: 10.4.1.0/24, via: {B_NODE_IP}}}\n"
+    f"    - {{prefix: 10.4.7.0/24, via: {C2_NEXT_HOP}}}\n"
+    f"    - {{prefix: 0.0.0.0/0, via: {GW_IP}}}\n"
+    "  neighbors:\n"
+    f'    - {{ip: {B_NODE_IP}, mac: "{B_NODE_MAC}"}}\n'
+    f'    - {{ip: {GW_IP}, mac: "{GW_MAC}"}}\n'
+    + services_yaml(("frontend", HTTP_VIP, HTTP_BACKENDS), ("far", C_VIP, C2_BACKENDS))
+)
+
+
+def c_syn(i, vip):
+    return bytes(Ether(dst=WAN_MAC, src=GW_MAC) /
+                 IP(src=f"203.0.113.{1 + i}", dst=vip, id=3000 + i) /
+                 TCP(sport=31000 + i, dport=80, flags="S", seq=11 * i))
+
+
+def check_sequence(name, got, want):
+    """want: list of (what, frame) or (what, syn, out_mac, next_hop_mac, backends)."""
+    problems = []
+    if len(got) != len(want):
+        problems.append(f"{len(got)} outputs, {len(want)} expected")
+    for n, (g, w) in enumerate(zip(got, want)):
+        what = w[0]
+        if len(w) == 2:
+            expected = w[1]
+        else:
+            _, syn, out_mac, nh_mac, backends = w
+            backend = Ether(g)[IP].dst if IP in Ether(g) else None
+            if backend not in backends:
+                problems.append(f"#{n} {what}: to {backend}, not one of {backends}: "
+                                f"{Ether(g).summary()}")
+                continue
+            expected = dnat_builder(syn, out_mac, nh_mac, 8080)(backend)
+        if g != expected:
+            problems.append(f"#{n} {what}:\n   got  {g.hex()}\n   want {expected.hex()}"
+                            f"\n   got  {Ether(g).summary()}\n   want {Ether(expected).summary()}")
+    extra = [Ether(g).summary() for g in got[len(want):]]
+    assert not problems, f"{name} output differs:\n" + "\n".join(problems[:20]) + \
+        (f"\n   extra outputs: {extra[:10]}" if extra else "")
+
+
+def check_port_stats(stats, inputs, outputs):
+    for port in inputs:
+        s = stats["ports"][port]
+        assert s["rx_packets"] == len(inputs[port]), (port, s)
+        assert s["rx_bytes"] == sum(map(len, inputs[port])), (port, s)
+        assert s["tx_packets"] == len(outputs[port]), (port, s)
+        assert s["tx_bytes"] == sum(map(len, outputs[port])), (port, s)
+
+
+def test_golden_neighbor_unresolved(tmp_path):
+    # C1: two ports. 10 SYNs to a Service whose backends lie behind a next hop on lan
+    # that has no MAC and never answers ARP; control SYNs to a static next hop around them.
+    frames, lan_want = [], []
+    n_ctl = 0
+
+    def control():
+        nonlocal n_ctl
+        syn = c_syn(100 + n_ctl, HTTP_VIP)
+        frames.append(syn)
+        lan_want.append((f"control SYN {n_ctl}", syn, LAN_MAC, NODE_MAC, HTTP_BACKENDS))
+        n_ctl += 1
+
+    arp_req = arp_request(LAN_MAC, LAN_IP, C1_NEXT_HOP)
+    control()
+    control()
+    for i in range(C_FLOWS):
+        frames.append(c_syn(i, C_VIP))
+        if i == 0:   # the first packet held sends the first ARP request at once
+            lan_want.append(("ARP request 1 for the next hop", arp_req))
+        if i == C_FLOWS // 2:
+            control()
+    control()
+    # Retries every 200 ms, long after the whole pcap was read: 3 requests in all.
+    lan_want += [(f"ARP request {k} (retry)", arp_req) for k in range(2, ARP_TRIES + 1)]
+
+    inputs = {"wan": frames, "lan": []}
+    outputs, stats, log = run_l4lbd(tmp_path, "c1", CONFIG_C1, inputs)
+    assert len(arp_req) == 42 and Ether(arp_req)[ARP].op == 1
+    assert outputs["wan"] == [], [Ether(f).summary() for f in outputs["wan"]]
+    check_sequence("C1 lan", outputs["lan"], lan_want)
+    check_drops(stats, {"neighbor_hold_full": C_FLOWS - HOLD_PER_NEXT_HOP,
+                        "neighbor_timeout": HOLD_PER_NEXT_HOP})
+    check_port_stats(stats, inputs, outputs)
+    c = stats["counters"]
+    assert c["arp_requests_sent"] == ARP_TRIES, c
+    assert c["neighbor_held"] == HOLD_PER_NEXT_HOP, c
+    assert c["neighbor_released"] == 0 and c["arp_learned"] == 0, c
+    assert c["flows_created"] == C_FLOWS + n_ctl, c
+    assert c["nat_forward"] == C_FLOWS + n_ctl, c
+    assert c["arp_requests_answered"] == 0, c
+
+
+def test_golden_neighbor_resolved(tmp_path):
+    # C2: one port, so the output order is the input order. SYNs to a next hop with no
+    # MAC (8 held, the rest dropped), a control SYN to a static next hop among them, the
+    # next hop's ARP reply, then more SYNs (sent at once with the learned MAC).
+    frames, want = [], []
+    arp_req = arp_request(WAN_MAC, WAN_IP, C2_NEXT_HOP)
+    held = []
+    n_far = 0
+
+    def far():
+        nonlocal n_far
+        syn = c_syn(n_far, C_VIP)
+        frames.append(syn)
+        n_far += 1
+        return syn
+
+    def control(k):
+        syn = c_syn(100 + k, HTTP_VIP)
+        frames.append(syn)
+        want.append((f"control SYN {k}", syn, WAN_MAC, B_NODE_MAC, HTTP_BACKENDS))
+
+    for i in range(C_FLOWS):
+        syn = far()
+        if i == 0:
+            want.append(("ARP request for the next hop", arp_req))
+        if i < HOLD_PER_NEXT_HOP:
+            held.append((f"held SYN {i}", syn, WAN_MAC, C2_NEXT_HOP_MAC, C2_BACKENDS))
+        if i == 2:
+            control(0)
+    frames.append(arp_reply_frame(WAN_MAC, WAN_IP, C2_NEXT_HOP, C2_NEXT_HOP_MAC))
+    want += held                       # released in the order they were held
+    n_after = 3
+    for i in range(n_after):
+        syn = far()
+        want.append((f"SYN {C_FLOWS + i} after the reply", syn, WAN_MAC, C2_NEXT_HOP_MAC,
+                     C2_BACKENDS))
+    control(1)
+
+    inputs = {"wan": frames}
+    outputs, stats, log = run_l4lbd(tmp_path, "c2", CONFIG_C2, inputs)
+    check_sequence("C2 wan", outputs["wan"], want)
+    hold_full = C_FLOWS - HOLD_PER_NEXT_HOP
+    check_drops(stats, {"neighbor_hold_full": hold_full})
+    check_port_stats(stats, inputs, outputs)
+    c = stats["counters"]
+    assert c["arp_requests_sent"] == 1, c
+    assert c["neighbor_held"] == c["neighbor_released"] == HOLD_PER_NEXT_HOP, c
+    assert c["arp_learned"] == 1, c
+    assert c["flows_created"] == n_far + 2 == c["nat_forward"], c
+    # Every input but the ARP reply (consumed, not a drop) is dropped or forwarded once;
+    # the ARP request is l4lbd's own.
+    assert stats["drops_total"] + len(outputs["wan"]) - 1 == len(frames) - 1, \
+        (stats["drops_total"], len(outputs["wan"]), len(frames))

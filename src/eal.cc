@@ -28,9 +28,17 @@ EalPlan plan_eal(const config::Config& cfg, const std::string& eal_passthrough) 
   }
   std::string lcores = std::to_string(plan.main_lcore);
   for (unsigned w : workers) lcores += "," + std::to_string(w);
-  plan.args = {"l4lbd", "-l", lcores, "--main-lcore", std::to_string(plan.main_lcore)};
-  for (const auto& a : cfg.dataplane.eal) plan.args.push_back(a);
-  for (const auto& a : split_words(eal_passthrough)) plan.args.push_back(a);
+  std::vector<std::string> extra = cfg.dataplane.eal;
+  for (auto& a : split_words(eal_passthrough)) extra.push_back(std::move(a));
+  // An explicit --lcores map (lcore@cpu, e.g. two workers sharing a CPU in tests) replaces
+  // the plain lcore list; it must name the control lcore and every worker.
+  const bool mapped = std::any_of(extra.begin(), extra.end(), [](const std::string& a) {
+    return a == "--lcores" || a.rfind("--lcores=", 0) == 0;
+  });
+  plan.args = {"l4lbd"};
+  if (!mapped) plan.args.insert(plan.args.end(), {"-l", lcores});
+  plan.args.insert(plan.args.end(), {"--main-lcore", std::to_string(plan.main_lcore)});
+  for (auto& a : extra) plan.args.push_back(std::move(a));
   for (const auto& p : cfg.dataplane.ports) {
     for (auto& a : device_eal_args(p.device)) plan.args.push_back(std::move(a));
   }

@@ -2,8 +2,10 @@
 // workers on their lcores -> control loop (signals) -> stop workers -> flush -> close.
 #include <rte_eal.h>
 #include <rte_lcore.h>
+#include <rte_ring.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <atomic>
 #include <csignal>
 #include <cstdio>
@@ -39,6 +41,22 @@ void install_signal_handlers() {
   for (int sig : {SIGINT, SIGTERM, SIGHUP}) sigaction(sig, &sa, nullptr);
 }
 
+// One single-producer/single-consumer ring per ordered pair of workers: [from * n + to].
+std::vector<rte_ring*> create_handoff_rings(uint16_t n) {
+  std::vector<rte_ring*> rings(size_t{n} * n, nullptr);
+  for (uint16_t from = 0; n > 1 && from < n; ++from) {
+    for (uint16_t to = 0; to < n; ++to) {
+      if (from == to) continue;
+      std::string name = "l4lb_ho_" + std::to_string(from) + "_" + std::to_string(to);
+      rte_ring* r = rte_ring_create(name.c_str(), 4096, static_cast<int>(rte_socket_id()),
+                                    RING_F_SP_ENQ | RING_F_SC_DEQ);
+      if (r == nullptr) throw std::runtime_error("cannot create hand-off ring " + name);
+      rings[size_t{from} * n + to] = r;
+    }
+  }
+  return rings;
+}
+
 int print_errors(const l4lb::config::LoadResult& r) {
   for (const auto& e : r.errors) std::fprintf(stderr, "%s\n", e.to_string().c_str());
   return 1;
@@ -71,10 +89,22 @@ int run(const std::string& config_path, const std::string& eal_args,
   std::vector<std::unique_ptr<Worker>> workers;
   FlowTimeouts timeouts{dp.flow_table.tcp_timeout_s, dp.flow_table.tcp_transitory_timeout_s,
                         dp.flow_table.udp_timeout_s};
-  for (unsigned i = 0; i < dp.workers.size(); ++i) {
-    WorkerSettings s{dp.workers[i], static_cast<uint16_t>(i), i, dp.flow_table.capacity, timeouts};
-    workers.push_back(std::make_unique<Worker>(s, ports, *publisher, g_stop));
+  const auto n = static_cast<uint16_t>(dp.workers.size());
+  std::vector<rte_ring*> handoff = create_handoff_rings(n);
+  for (uint16_t i = 0; i < n; ++i) {
+    WorkerSettings s;
+    s.lcore = dp.workers[i];
+    s.queue = i;
+    s.workers = n;
+    s.rcu_id = i;
+    // The configured capacity is the whole appliance's; each worker owns a share.
+    s.flow_capacity = std::max<uint32_t>(dp.flow_table.capacity / n, 1024);
+    s.timeouts = timeouts;
+    workers.push_back(std::make_unique<Worker>(s, ports, *publisher, g_stop, handoff));
   }
+  L4LB_INFO("steering: %s", n == 1 ? "one worker owns every flow"
+                                   : "RSS spreads packets; a packet on a queue whose worker does "
+                                     "not own its flow is handed over on an SPSC ring");
   for (auto& w : workers) {
     if (int rc = rte_eal_remote_launch(&Worker::launch, w.get(), w->lcore()); rc != 0) {
       throw std::runtime_error("cannot launch worker on lcore " + std::to_string(w->lcore()));
@@ -98,6 +128,7 @@ int run(const std::string& config_path, const std::string& eal_args,
     std::ofstream(stats_file) << json << "\n";
   }
   workers.clear();
+  for (rte_ring* r : handoff) rte_ring_free(r);
   stop_ports(ports);  // closing a tx_pcap device completes its file
   publisher.reset();
   rte_eal_cleanup();

@@ -1,5 +1,7 @@
 #include "src/stats.h"
 
+#include <rte_cycles.h>
+
 #include <nlohmann/json.hpp>
 
 namespace l4lb {
@@ -32,6 +34,7 @@ std::string counters_json(const WorkerCounters& t, const std::vector<std::string
     total_drops += t.drops[i];
   }
   j["drops_total"] = total_drops;
+  j["tsc_hz"] = rte_get_tsc_hz();
   for (size_t p = 0; p < port_names.size() && p < kMaxPorts; ++p) {
     j["ports"][port_names[p]] = {{"rx_packets", t.ports[p].rx_packets},
                                  {"rx_bytes", t.ports[p].rx_bytes},

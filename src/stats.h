@@ -26,7 +26,13 @@ constexpr size_t kMaxPorts = 8;
   X(arp_learned, "neighbour entries learned or refreshed from ARP")                    \
   X(icmp_echo_replies, "ICMP echo replies sent for a port address or VIP")             \
   X(neighbor_held, "packets held while their next hop was resolved")                   \
-  X(neighbor_released, "held packets sent once their next hop answered")
+  X(neighbor_released, "held packets sent once their next hop answered")              \
+  X(handoff_sent, "packets handed to the worker that owns their flow")                  \
+  X(handoff_received, "packets received from another worker's queue")                   \
+  X(busy_cycles, "TSC cycles in loop iterations that received packets")                 \
+  X(idle_cycles, "TSC cycles in loop iterations that received nothing")                  \
+  X(busy_polls, "loop iterations that received packets")                                 \
+  X(empty_polls, "loop iterations that received nothing")
 
 struct alignas(64) PortQueueCounters {
   uint64_t rx_packets = 0;

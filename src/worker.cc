@@ -21,7 +21,8 @@ constexpr uint32_t kExpireBudgetIdle = 512;
 }  // namespace
 
 Worker::Worker(const WorkerSettings& settings, const std::vector<PortInfo>& ports,
-               const SnapshotPublisher& publisher, const std::atomic<bool>& stop)
+               const SnapshotPublisher& publisher, const std::atomic<bool>& stop,
+               const std::vector<rte_ring*>& handoff)
     : settings_(settings),
       ports_(ports),
       publisher_(publisher),
@@ -30,6 +31,16 @@ Worker::Worker(const WorkerSettings& settings, const std::vector<PortInfo>& port
       neighbors_(rte_get_tsc_hz()),
       tsc_hz_(rte_get_tsc_hz()),
       start_tsc_(rte_rdtsc()) {
+  const uint16_t n = settings_.workers, me = settings_.queue;
+  handoff_out_.assign(n, nullptr);
+  handoff_in_.assign(n, nullptr);
+  staged_.resize(n);
+  for (uint16_t w = 0; n > 1 && w < n; ++w) {
+    if (w == me) continue;
+    handoff_out_[w] = handoff[me * n + w];
+    handoff_in_[w] = handoff[w * n + me];
+  }
+  for (uint16_t i = 0; i < ports_.size(); ++i) port_index_[ports_[i].port_id] = i;
   tx_contexts_.reserve(ports_.size());
   for (uint16_t i = 0; i < ports_.size(); ++i) {
     auto* buf = static_cast<rte_eth_dev_tx_buffer*>(rte_zmalloc_socket(
@@ -78,11 +89,29 @@ int Worker::run() noexcept {
       received += n;
       process_burst(p, pkts, n, *snap);
     }
+    for (rte_ring* ring : handoff_in_) {
+      if (ring == nullptr) continue;
+      uint16_t n = static_cast<uint16_t>(rte_ring_dequeue_burst(ring, reinterpret_cast<void**>(pkts), kBurst, nullptr));
+      if (n == 0) continue;
+      received += n;
+      counters_.handoff_received += n;
+      process_burst(kFromRing, pkts, n, *snap);
+    }
+    flush_handoffs();
     for (uint16_t p = 0; p < ports_.size(); ++p) {
       rte_eth_tx_buffer_flush(ports_[p].port_id, settings_.queue, tx_buffers_[p]);
     }
     counters_.flows_expired +=
         flows_.expire(now_s_, received != 0 ? kExpireBudgetBusy : kExpireBudgetIdle);
+    // Cycles per packet for benchmarks: the whole iteration, expiry and TX included.
+    const uint64_t spent = rte_rdtsc() - now_tsc_;
+    if (received != 0) {
+      counters_.busy_cycles += spent;
+      counters_.busy_polls++;
+    } else {
+      counters_.idle_cycles += spent;
+      counters_.empty_polls++;
+    }
     if (now_tsc_ >= next_tick) {
       next_tick = now_tsc_ + tick_interval;
       neighbors_.tick(
@@ -112,32 +141,37 @@ void Worker::process_burst(uint16_t in_port, rte_mbuf** pkts, uint16_t n,
                            const Snapshot& snap) noexcept {
   ParsedPacket parsed[kBurst];
   uint64_t hashes[kBurst];
-  auto& pc = counters_.ports[in_port];
-  pc.rx_packets += n;
+  uint16_t owners[kBurst];
+  const bool from_ring = in_port == kFromRing;
+  const uint16_t me = settings_.queue;
+  const bool shared = settings_.workers > 1;
   // Pass 1: parse and hash the whole burst and prefetch the flow-table buckets, so the
   // cache misses of a large table overlap instead of stalling one packet at a time.
   for (uint16_t i = 0; i < n; ++i) {
     if (i + 1 < n) rte_prefetch0(rte_pktmbuf_mtod(pkts[i + 1], void*));
     rte_mbuf* m = pkts[i];
-    pc.rx_bytes += rte_pktmbuf_pkt_len(m);
+    if (!from_ring) {
+      counters_.ports[in_port].rx_packets++;
+      counters_.ports[in_port].rx_bytes += rte_pktmbuf_pkt_len(m);
+    }
     ParseOptions opts;
     opts.verify_ipv4_checksum =
         (m->ol_flags & RTE_MBUF_F_RX_IP_CKSUM_MASK) != RTE_MBUF_F_RX_IP_CKSUM_GOOD;
     // Multi-segment frames would need gathering; l4lb configures single-segment RX.
     parsed[i] = parse_frame(rte_pktmbuf_mtod(m, uint8_t*), rte_pktmbuf_data_len(m), opts);
-    if (parsed[i].kind == PacketKind::kIpv4 && parsed[i].proto != kIpProtoIcmp) {
-      hashes[i] = hash_flow(parsed[i].key);
-      flows_.prefetch(hashes[i]);
-    } else {
-      hashes[i] = 0;
-    }
+    owners[i] = me;
+    hashes[i] = 0;
+    if (parsed[i].kind != PacketKind::kIpv4 || parsed[i].proto == kIpProtoIcmp) continue;
+    if (shared && !from_ring) owners[i] = owner_of(parsed[i], snap);
+    if (owners[i] != me) continue;
+    hashes[i] = hash_flow(parsed[i].key);
+    flows_.prefetch(hashes[i]);
   }
   // Pass 1b: the buckets have arrived (or are on their way); fetch the entries they name.
   for (uint16_t i = 0; i < n; ++i) {
     if (hashes[i] != 0) flows_.prefetch_entry(hashes[i]);
   }
   // Pass 2: decide and act.
-  const PortInfo& port = ports_[in_port];
   for (uint16_t i = 0; i < n; ++i) {
     rte_mbuf* m = pkts[i];
     const ParsedPacket& p = parsed[i];
@@ -145,16 +179,65 @@ void Worker::process_burst(uint16_t in_port, rte_mbuf** pkts, uint16_t n,
       drop(m, p.drop);
       continue;
     }
+    const uint16_t port_index = from_ring ? port_index_[m->port] : in_port;
     const MacAddr& dst = p.eth->dst;
-    if (!(dst == port.mac) && !(p.kind == PacketKind::kArp && dst.is_broadcast())) {
+    if (!(dst == ports_[port_index].mac) && !(p.kind == PacketKind::kArp && dst.is_broadcast())) {
       drop(m, dst.is_multicast() ? DropReason::kMulticast : DropReason::kNotOurMac);
       continue;
     }
-    if (p.kind == PacketKind::kArp) {
-      handle_arp(in_port, m, p, snap);
+    if (owners[i] != me) {
+      stage_handoff(owners[i], m);
+    } else if (p.kind == PacketKind::kArp) {
+      if (from_ring) {
+        // Another worker answered it; this copy only teaches our neighbour table.
+        learn_arp(port_index, p);
+        rte_pktmbuf_free(m);
+        continue;
+      }
+      if (shared) share_arp(m, port_index);
+      handle_arp(port_index, m, p, snap);
     } else {
-      handle_ipv4(in_port, m, p, hashes[i], snap);
+      handle_ipv4(port_index, m, p, hashes[i], snap);
     }
+  }
+}
+
+uint16_t Worker::owner_of(const ParsedPacket& p, const Snapshot& snap) const noexcept {
+  const bool request = snap.services.is_vip(p.key.dst_ip);
+  const uint32_t client_ip = request ? p.key.src_ip : p.key.dst_ip;
+  const uint16_t client_port = request ? p.key.src_port : p.key.dst_port;
+  const uint64_t h = mix64((uint64_t{client_ip} << 32) | (uint64_t{client_port} << 8) | p.proto);
+  // Multiply-shift maps the hash onto [0, workers) without a division.
+  return static_cast<uint16_t>(((h & 0xffffffff) * settings_.workers) >> 32);
+}
+
+void Worker::stage_handoff(uint16_t to, rte_mbuf* m) noexcept {
+  HandoffBuffer& b = staged_[to];
+  b.pkts[b.count++] = m;
+  if (b.count == kBurst) flush_handoffs();
+}
+
+void Worker::flush_handoffs() noexcept {
+  for (uint16_t to = 0; to < staged_.size(); ++to) {
+    HandoffBuffer& b = staged_[to];
+    if (b.count == 0) continue;
+    unsigned sent = rte_ring_enqueue_burst(handoff_out_[to], reinterpret_cast<void**>(b.pkts),
+                                           b.count, nullptr);
+    counters_.handoff_sent += sent;
+    for (unsigned i = sent; i < b.count; ++i) drop(b.pkts[i], DropReason::kHandoffFull);
+    b.count = 0;
+  }
+}
+
+void Worker::share_arp(rte_mbuf* m, uint16_t in_port) noexcept {
+  // Every worker keeps its own neighbour table, and ARP lands on one queue: give the
+  // others a copy to learn from (ARP is rare; the copy costs nothing on the fast path).
+  for (uint16_t to = 0; to < staged_.size(); ++to) {
+    if (handoff_out_[to] == nullptr) continue;
+    rte_mbuf* copy = rte_pktmbuf_copy(m, ports_[in_port].pool, 0, UINT32_MAX);
+    if (copy == nullptr) continue;  // pool exhausted: that worker learns on its own ARP
+    copy->port = ports_[in_port].port_id;
+    stage_handoff(to, copy);
   }
 }
 
@@ -165,6 +248,18 @@ bool Worker::owns_address(uint32_t ip_be) const noexcept {
   return false;
 }
 
+void Worker::learn_arp(uint16_t in_port, const ParsedPacket& p, bool create) noexcept {
+  const ArpHdr& arp = *p.arp;
+  const uint32_t sender = arp.spa;
+  // RFC 826: update a known sender; add it only when the packet was for us. Only
+  // on-link senders are neighbours.
+  if (sender == 0 || !ports_[in_port].in_subnet(sender) || arp.sha.is_multicast()) return;
+  rte_mbuf* released[NeighborTable::kHoldPerEntry];
+  NeighborTable::Learned l = neighbors_.learn(sender, arp.sha, create, now_tsc_, released);
+  counters_.arp_learned += l.updated;
+  release(l.released, released, arp.sha);
+}
+
 void Worker::handle_arp(uint16_t in_port, rte_mbuf* m, const ParsedPacket& p,
                         const Snapshot& snap) noexcept {
   ArpHdr& arp = *p.arp;
@@ -172,14 +267,7 @@ void Worker::handle_arp(uint16_t in_port, rte_mbuf* m, const ParsedPacket& p,
   const uint32_t target = arp.tpa;
   const uint32_t sender = arp.spa;
   const bool for_us = target == port.addr_be || snap.services.is_vip(target);
-  // RFC 826: update a known sender; add it only when the packet was for us. Only
-  // on-link senders are neighbours.
-  if (sender != 0 && port.in_subnet(sender) && !arp.sha.is_multicast()) {
-    rte_mbuf* released[NeighborTable::kHoldPerEntry];
-    NeighborTable::Learned l = neighbors_.learn(sender, arp.sha, for_us, now_tsc_, released);
-    counters_.arp_learned += l.updated;
-    release(l.released, released, arp.sha);
-  }
+  learn_arp(in_port, p, for_us);
   const uint16_t op = ntoh16(arp.oper);
   if (!for_us) {
     drop(m, DropReason::kArpNotForUs);

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <rte_ethdev.h>
+#include <rte_ring.h>
 
 #include <atomic>
 #include <memory>
@@ -20,7 +21,8 @@ namespace l4lb {
 
 struct WorkerSettings {
   unsigned lcore = 0;
-  uint16_t queue = 0;
+  uint16_t queue = 0;        // also this worker's index among the workers
+  uint16_t workers = 1;      // how many workers share the flows
   unsigned rcu_id = 0;
   uint32_t flow_capacity = 1 << 20;
   FlowTimeouts timeouts;
@@ -30,8 +32,11 @@ class Worker {
  public:
   static constexpr uint16_t kBurst = 32;
 
+  // handoff[from * workers + to]: single-producer/single-consumer rings between workers
+  // (empty with one worker).
   Worker(const WorkerSettings& settings, const std::vector<PortInfo>& ports,
-         const SnapshotPublisher& publisher, const std::atomic<bool>& stop);
+         const SnapshotPublisher& publisher, const std::atomic<bool>& stop,
+         const std::vector<rte_ring*>& handoff);
   ~Worker();
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
@@ -50,7 +55,16 @@ class Worker {
   };
 
   void apply_snapshot(const Snapshot& snap) noexcept;
+  static constexpr uint16_t kFromRing = 0xffff;  // in_port of packets another worker handed over
   void process_burst(uint16_t in_port, rte_mbuf** pkts, uint16_t n, const Snapshot& snap) noexcept;
+  // The worker that owns a TCP/UDP flow: a function of its client side (protocol, client
+  // IP, client port), which requests carry as source and replies as destination.
+  uint16_t owner_of(const ParsedPacket& p, const Snapshot& snap) const noexcept;
+  void stage_handoff(uint16_t to, rte_mbuf* m) noexcept;
+  void flush_handoffs() noexcept;
+  void share_arp(rte_mbuf* m, uint16_t in_port) noexcept;
+  // create: add an unknown sender (the ARP was for us, RFC 826); else only refresh.
+  void learn_arp(uint16_t in_port, const ParsedPacket& p, bool create = true) noexcept;
   void handle_arp(uint16_t in_port, rte_mbuf* m, const ParsedPacket& p,
                   const Snapshot& snap) noexcept;
   void handle_ipv4(uint16_t in_port, rte_mbuf* m, const ParsedPacket& p, uint64_t hash,
@@ -80,6 +94,14 @@ class Worker {
   FlowTable flows_;
   NeighborTable neighbors_;
   std::vector<rte_eth_dev_tx_buffer*> tx_buffers_;
+  std::vector<rte_ring*> handoff_out_;  // [to]; null for this worker
+  std::vector<rte_ring*> handoff_in_;   // [from]; null for this worker
+  struct HandoffBuffer {
+    uint16_t count = 0;
+    rte_mbuf* pkts[kBurst];
+  };
+  std::vector<HandoffBuffer> staged_;  // [to]
+  uint16_t port_index_[RTE_MAX_ETHPORTS] = {};  // DPDK port id -> index into ports_
   std::vector<TxContext> tx_contexts_;
   uint64_t generation_ = 0;
   uint64_t tsc_hz_;

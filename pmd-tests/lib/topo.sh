@@ -159,6 +159,87 @@ topo_down() {
   return 0
 }
 
+# --- net_tap variant (pmd-tests/tap_test.py) -----------------------------------------
+# With net_tap ports (net_tap0,iface=${P}-wan / net_tap1,iface=${P}-lan) l4lbd itself
+# creates the two TAP interfaces, in the root namespace, when it starts. Hence:
+#
+#   topo_up_tap PREFIX      what topo_up builds, less the ${P}-wan/${P}-lan veth pairs
+#   ... start l4lbd and wait for its "ready:" line ...
+#   topo_attach_tap PREFIX  moves TAP ${P}-wan into ${P}-client and ${P}-lan into
+#                           ${P}-node and sets each up there as the veth end eth0 would
+#                           be (same addresses, routes, rp_filter); the PMD keeps its fd,
+#                           which works whatever namespace the interface is in
+#   topo_down PREFIX        unchanged: a TAP moved into a namespace goes with it, one
+#                           still in the root namespace is deleted by name (and a TAP
+#                           disappears anyway once l4lbd closes its fd)
+#
+# The kernel end of each TAP gets its own MAC (the TAP PMD gives the interface the
+# port's MAC): client 02:00:0a:00:00:02, node 02:00:0a:80:00:15. TX checksum offload
+# on the TAP ends is left as the kernel has it, unless TOPO_TAP_TX_OFF=1 (then
+# `ethtool -K IF tx off`, as on the veths).
+
+topo__build_tap() {
+  local p=$1
+  local ns i s
+  for ns in $(topo__namespaces "$p"); do
+    ip netns add "$ns" || return 1
+    topo__ns_defaults "$ns" || return 1
+  done
+  ip netns exec "$p-node" sysctl -qw net.ipv4.ip_forward=1 || return 1
+
+  # node's pod bridge and the pods (as topo__build)
+  ip -n "$p-node" link add cbr0 type bridge || return 1
+  ip -n "$p-node" addr add 10.4.1.1/24 dev cbr0 || return 1
+  ip netns exec "$p-node" ethtool -K cbr0 tx off >/dev/null || return 1
+  ip -n "$p-node" link set cbr0 up || return 1
+  for i in "${!TOPO_POD_SUFFIXES[@]}"; do
+    s=${TOPO_POD_SUFFIXES[$i]}
+    ns="$p-pod-$s"
+    ip -n "$p-node" link add "veth-$s" type veth peer name eth0 netns "$ns" || return 1
+    ip -n "$p-node" link set "veth-$s" master cbr0 || return 1
+    topo__veth_up "$p-node" "veth-$s" || return 1
+    topo__veth_up "$ns" eth0 || return 1
+    ip -n "$ns" addr add "${TOPO_POD_IPS[$i]}/24" dev eth0 || return 1
+    ip -n "$ns" route add default via 10.4.1.1 || return 1
+  done
+}
+
+topo_up_tap() {
+  local p=$1
+  topo__check_prefix "$p" || return 1
+  topo_down "$p" || return 1
+  if ! topo__build_tap "$p"; then
+    echo "topo: topo_up_tap $p failed; cleaning up" >&2
+    topo_down "$p"
+    return 1
+  fi
+}
+
+# Moves the root-namespace TAP $1 into namespace $2 and configures it there.
+topo__tap_into() {
+  local ifname=$1 ns=$2 mac=$3 addr=$4 gw=$5
+  if ! ip link show "$ifname" >/dev/null 2>&1; then
+    echo "topo: TAP $ifname is not in the root namespace (is l4lbd running with it?)" >&2
+    return 1
+  fi
+  topo__run ip link set "$ifname" netns "$ns" || return 1
+  topo__run ip -n "$ns" link set "$ifname" address "$mac" || return 1
+  if [[ "${TOPO_TAP_TX_OFF:-0}" == 1 ]]; then
+    topo__run ip netns exec "$ns" ethtool -K "$ifname" tx off >/dev/null || return 1
+  fi
+  topo__run ip netns exec "$ns" sysctl -qw "net.ipv4.conf.$ifname.rp_filter=0" || return 1
+  topo__run ip -n "$ns" link set "$ifname" up || return 1
+  topo__run ip -n "$ns" addr add "$addr" dev "$ifname" || return 1
+  topo__run ip -n "$ns" route add default via "$gw"
+}
+
+topo_attach_tap() {
+  local p=$1
+  topo__check_prefix "$p" || return 1
+  topo__tap_into "$p-wan" "$p-client" 02:00:0a:00:00:02 10.0.0.2/24 10.0.0.1 || return 1
+  topo__tap_into "$p-lan" "$p-node" 02:00:0a:80:00:15 10.128.0.21/24 10.128.0.1
+}
+
 # Allow `bash pmd-tests/lib/topo.sh up|down PREFIX` as well as sourcing.
 if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
   set -u

@@ -1,0 +1,529 @@
+// l4lb-gen: the benchmark's traffic generator and sink (role `gen`), and the baseline
+// worker that only swaps MACs (role `reflect`). Not part of the appliance; used by
+// scripts/bench. Two ports like a two-armed load balancer: `wan` (clients -> VIP) and
+// `lan` (DNATed packets to the backends).
+//
+//  gen:     main lcore transmits pre-built 64-byte client->VIP frames on wan as fast as
+//           the port takes them and counts (and samples) what comes back on lan.
+//  reflect: one worker lcore receives on each port, swaps the MACs and sends on the
+//           other port: the raw I/O ceiling of the same ports and cores. It counts its
+//           busy/idle cycles exactly as l4lbd's worker does (src/worker.cc).
+//
+// Per packet the generator writes only the varying fields (client IP, client port and
+// the two checksums) into a copy of a template frame; the only allocation is the bulk
+// mbuf allocation from the mempool. Output: one JSON line on stdout.
+#include <rte_cycles.h>
+#include <rte_eal.h>
+#include <rte_errno.h>
+#include <rte_ethdev.h>
+#include <rte_launch.h>
+#include <rte_lcore.h>
+#include <rte_mbuf.h>
+
+#include <CLI/CLI.hpp>
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace {
+
+constexpr uint16_t kBurst = 32;
+constexpr uint16_t kFrameLen = 60;  // 64 bytes on the wire with the FCS
+constexpr uint16_t kRing = 1024;
+constexpr uint8_t kProtoTcp = 6;
+constexpr uint8_t kProtoUdp = 17;
+// Client addresses: the RFC 2544 benchmarking range 198.18.0.0/15.
+constexpr uint32_t kClientBase = 0xC6120000;  // 198.18.0.0
+constexpr uint32_t kClientCount = 1u << 17;
+constexpr uint16_t kFirstPort = 1024;
+constexpr uint32_t kPortCount = 65536 - kFirstPort;
+constexpr uint32_t kSampleMask = 1023;  // check every 1024th received packet
+
+std::atomic<bool> g_stop{false};
+void on_signal(int) { g_stop = true; }
+
+struct Mac {
+  uint8_t b[6];
+};
+
+Mac parse_mac(const std::string& s) {
+  Mac m{};
+  unsigned v[6];
+  if (std::sscanf(s.c_str(), "%x:%x:%x:%x:%x:%x", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5]) != 6) {
+    throw std::runtime_error("bad MAC " + s);
+  }
+  for (int i = 0; i < 6; ++i) m.b[i] = static_cast<uint8_t>(v[i]);
+  return m;
+}
+
+uint32_t parse_ip(const std::string& s) {
+  unsigned a, b, c, d;
+  if (std::sscanf(s.c_str(), "%u.%u.%u.%u", &a, &b, &c, &d) != 4 || a > 255 || b > 255 ||
+      c > 255 || d > 255) {
+    throw std::runtime_error("bad IPv4 address " + s);
+  }
+  return a << 24 | b << 16 | c << 8 | d;
+}
+
+// Host-order helpers for the frame bytes (network order on the wire).
+inline void put16(uint8_t* p, uint16_t v) {
+  p[0] = static_cast<uint8_t>(v >> 8);
+  p[1] = static_cast<uint8_t>(v);
+}
+inline void put32(uint8_t* p, uint32_t v) {
+  put16(p, static_cast<uint16_t>(v >> 16));
+  put16(p + 2, static_cast<uint16_t>(v));
+}
+inline uint16_t get16(const uint8_t* p) { return static_cast<uint16_t>(p[0] << 8 | p[1]); }
+inline uint32_t get32(const uint8_t* p) { return uint32_t{get16(p)} << 16 | get16(p + 2); }
+
+// RFC 1071 one's-complement sum over 16-bit words (host order), not folded.
+uint32_t sum16(const uint8_t* p, size_t len) {
+  uint32_t s = 0;
+  for (size_t i = 0; i + 1 < len; i += 2) s += get16(p + i);
+  if (len & 1) s += uint32_t{p[len - 1]} << 8;
+  return s;
+}
+inline uint16_t fold(uint32_t s) {
+  while (s >> 16) s = (s & 0xffff) + (s >> 16);
+  return static_cast<uint16_t>(s);
+}
+
+// Frame offsets (untagged Ethernet, 20-byte IPv4 header).
+constexpr size_t kIp = 14;
+constexpr size_t kIpCsum = kIp + 10;
+constexpr size_t kIpSrc = kIp + 12;
+constexpr size_t kIpDst = kIp + 16;
+constexpr size_t kL4 = kIp + 20;
+
+// The template is built with client IP 0 and client port 0; a flow's checksums are then
+// the template's partial sums plus its own fields (RFC 1624 eqn. 3 from a zero base).
+struct Template {
+  std::array<uint8_t, kFrameLen> frame{};
+  size_t l4_csum_off = 0;
+  uint32_t ip_partial = 0;  // un-complemented sum of the IP header without src
+  uint32_t l4_partial = 0;  // un-complemented sum of pseudo-header + L4 without src IP/port
+};
+
+Template build_template(const Mac& src, const Mac& dst, uint8_t proto, uint32_t vip,
+                        uint16_t vport, uint8_t tcp_flags) {
+  Template t;
+  uint8_t* f = t.frame.data();
+  std::memcpy(f, dst.b, 6);
+  std::memcpy(f + 6, src.b, 6);
+  put16(f + 12, 0x0800);
+  const uint16_t l4_len = proto == kProtoTcp ? 20 : kFrameLen - kL4;  // UDP fills the frame
+  f[kIp] = 0x45;
+  put16(f + kIp + 2, static_cast<uint16_t>(20 + l4_len));
+  put16(f + kIp + 4, 0);
+  put16(f + kIp + 6, 0x4000);  // DF
+  f[kIp + 8] = 64;
+  f[kIp + 9] = proto;
+  put32(f + kIpDst, vip);
+  uint8_t* l4 = f + kL4;
+  put16(l4 + 2, vport);
+  if (proto == kProtoTcp) {
+    put32(l4 + 4, 0x10000000);  // seq
+    put32(l4 + 8, tcp_flags & 0x10 ? 0x20000000 : 0);
+    l4[12] = 5 << 4;
+    l4[13] = tcp_flags;
+    put16(l4 + 14, 65535);
+    t.l4_csum_off = kL4 + 16;
+  } else {
+    put16(l4 + 4, l4_len);
+    for (size_t i = 8; i < l4_len; ++i) l4[i] = static_cast<uint8_t>('a' + i % 26);
+    t.l4_csum_off = kL4 + 6;
+  }
+  t.ip_partial = sum16(f + kIp, 20);
+  // Pseudo-header (RFC 793 / RFC 768): src, dst, zero+proto, L4 length.
+  t.l4_partial = sum16(l4, l4_len) + (vip >> 16) + (vip & 0xffff) + proto + l4_len;
+  return t;
+}
+
+struct FlowFields {
+  uint32_t ip;     // host order
+  uint16_t port;   // host order
+  uint16_t ip_csum;
+  uint16_t l4_csum;
+};
+
+inline FlowFields flow_fields(const Template& t, uint8_t proto, uint32_t ip, uint16_t port) {
+  const uint32_t ip_sum = (ip >> 16) + (ip & 0xffff);
+  FlowFields f{ip, port, static_cast<uint16_t>(~fold(t.ip_partial + ip_sum)),
+               static_cast<uint16_t>(~fold(t.l4_partial + ip_sum + port))};
+  if (proto == kProtoUdp && f.l4_csum == 0) f.l4_csum = 0xffff;  // RFC 768: 0 means none
+  return f;
+}
+
+inline void write_flow(uint8_t* f, const Template& t, const FlowFields& ff) {
+  std::memcpy(f, t.frame.data(), kFrameLen);
+  put32(f + kIpSrc, ff.ip);
+  put16(f + kIpCsum, ff.ip_csum);
+  put16(f + kL4, ff.port);
+  put16(f + t.l4_csum_off, ff.l4_csum);
+}
+
+// The k-th client of a sweep: 2^17 addresses x 64512 ports, never repeating in a run.
+inline void nth_client(uint64_t k, uint32_t* ip, uint16_t* port) {
+  *ip = kClientBase + static_cast<uint32_t>(k % kClientCount);
+  *port = static_cast<uint16_t>(kFirstPort + (k / kClientCount) % kPortCount);
+}
+
+uint16_t port_by_name(const std::string& devargs) {
+  std::string name = devargs.substr(0, devargs.find(','));
+  uint16_t id;
+  if (rte_eth_dev_get_port_by_name(name.c_str(), &id) != 0) {
+    throw std::runtime_error("no DPDK device " + name);
+  }
+  return id;
+}
+
+void start_port(uint16_t port, rte_mempool* pool) {
+  rte_eth_conf conf{};
+  if (rte_eth_dev_configure(port, 1, 1, &conf) != 0) throw std::runtime_error("configure");
+  uint16_t rxd = kRing, txd = kRing;
+  rte_eth_dev_adjust_nb_rx_tx_desc(port, &rxd, &txd);
+  const int socket = rte_eth_dev_socket_id(port) < 0 ? static_cast<int>(rte_socket_id())
+                                                     : rte_eth_dev_socket_id(port);
+  if (rte_eth_rx_queue_setup(port, 0, rxd, socket, nullptr, pool) != 0 ||
+      rte_eth_tx_queue_setup(port, 0, txd, socket, nullptr) != 0) {
+    throw std::runtime_error("queue setup");
+  }
+  if (rte_eth_dev_start(port) != 0) throw std::runtime_error("start");
+  rte_eth_promiscuous_enable(port);  // ENOTSUP on some virtual devices: harmless
+}
+
+bool wait_link_up(const std::vector<uint16_t>& ports, double timeout_s) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s);
+  while (!g_stop) {
+    bool all = true;
+    for (uint16_t p : ports) {
+      rte_eth_link link{};
+      rte_eth_link_get_nowait(p, &link);
+      all = all && link.link_status == RTE_ETH_LINK_UP;
+    }
+    if (all) return true;
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return false;
+}
+
+struct Options {
+  std::string role = "gen";
+  std::string eal;
+  std::string wan, lan;
+  std::string proto = "tcp";
+  std::string mode = "established";
+  uint32_t flows = 1000;
+  double duration = 5;
+  double link_timeout = 20;
+  std::string src_mac_wan = "02:00:00:00:ff:01";
+  std::string dst_mac_wan = "02:00:00:00:01:01";
+  std::string vip = "172.16.12.100";
+  uint16_t vport = 80;
+  std::string expect_prefix;  // sample check of received packets: dst inside this /24-style
+  uint16_t expect_dport = 0;
+  bool prime = true;
+};
+
+struct GenResult {
+  uint64_t offered = 0;  // packets built and handed to tx_burst
+  uint64_t tx = 0;
+  uint64_t tx_failed = 0;  // ring full
+  uint64_t rx = 0;
+  uint64_t rx_wan = 0;
+  uint64_t checked = 0, check_failed = 0;
+  uint64_t primed = 0;
+  double seconds = 0;
+};
+
+// Sample check of a received frame: IPv4 to the expected prefix and port, client
+// source kept, IP header checksum valid.
+bool check_frame(const rte_mbuf* m, uint32_t prefix, uint32_t mask, uint16_t dport) {
+  if (rte_pktmbuf_data_len(m) < kL4 + 4) return false;
+  const auto* f = rte_pktmbuf_mtod(m, const uint8_t*);
+  if (get16(f + 12) != 0x0800 || f[kIp] != 0x45) return false;
+  if (fold(sum16(f + kIp, 20)) != 0xffff) return false;
+  const uint32_t src = get32(f + kIpSrc);
+  if ((src & ~(kClientCount - 1)) != kClientBase) return false;
+  if ((get32(f + kIpDst) & mask) != prefix) return false;
+  return dport == 0 || get16(f + kL4 + 2) == dport;
+}
+
+GenResult run_gen(const Options& o, uint16_t wan, uint16_t lan, rte_mempool* pool) {
+  const uint8_t proto = o.proto == "udp" ? kProtoUdp : kProtoTcp;
+  const bool new_flows = o.mode == "new-flows";
+  const Mac src = parse_mac(o.src_mac_wan), dst = parse_mac(o.dst_mac_wan);
+  const uint32_t vip = parse_ip(o.vip);
+  // Established flows send ACKs; new flows send SYNs (l4lbd inserts a flow on the first
+  // packet of either kind, so established traffic needs no separate handshake).
+  const Template t = build_template(src, dst, proto, vip, o.vport, new_flows ? 0x02 : 0x10);
+  uint32_t prefix = 0, mask = 0;
+  if (!o.expect_prefix.empty()) {
+    const auto slash = o.expect_prefix.find('/');
+    prefix = parse_ip(o.expect_prefix.substr(0, slash));
+    const int len = slash == std::string::npos ? 32 : std::stoi(o.expect_prefix.substr(slash + 1));
+    mask = len == 0 ? 0 : ~uint32_t{0} << (32 - len);
+  }
+
+  std::vector<FlowFields> flows;
+  if (!new_flows) {
+    // Flow i: address i mod 2^17, port 1024 + i / 2^17: distinct for up to 8.4e9 flows.
+    flows.reserve(o.flows);
+    for (uint32_t i = 0; i < o.flows; ++i) {
+      uint32_t ip;
+      uint16_t port;
+      nth_client(i, &ip, &port);
+      flows.push_back(flow_fields(t, proto, ip, port));
+    }
+  }
+
+  GenResult r;
+  rte_mbuf* pkts[kBurst];
+  rte_mbuf* rx[kBurst];
+  uint64_t next = 0;  // next flow index (established) or sweep position (new flows)
+  const uint64_t hz = rte_get_tsc_hz();
+
+  auto drain = [&](bool count) {
+    uint16_t n = rte_eth_rx_burst(lan, 0, rx, kBurst);
+    if (n != 0) {
+      if (count) {
+        for (uint16_t i = 0; i < n; ++i) {
+          if (((r.rx + i) & kSampleMask) == 0 && mask != 0) {
+            r.checked++;
+            if (!check_frame(rx[i], prefix, mask, o.expect_dport)) r.check_failed++;
+          }
+        }
+        r.rx += n;
+      }
+      rte_pktmbuf_free_bulk(rx, n);
+    }
+    uint16_t w = rte_eth_rx_burst(wan, 0, rx, kBurst);  // nothing expected; keep it empty
+    if (w != 0) {
+      if (count) r.rx_wan += w;
+      rte_pktmbuf_free_bulk(rx, w);
+    }
+    return n;
+  };
+
+  // Priming (established only): one paced pass over every flow so the measured run hits
+  // entries that exist; not counted. Paced by waiting for each burst to come back.
+  if (!new_flows && o.prime) {
+    uint64_t sent = 0, back = 0;
+    const uint64_t give_up = rte_rdtsc() + hz * 60;
+    while (sent < flows.size() && !g_stop && rte_rdtsc() < give_up) {
+      uint16_t want = static_cast<uint16_t>(std::min<uint64_t>(kBurst, flows.size() - sent));
+      if (rte_pktmbuf_alloc_bulk(pool, pkts, want) != 0) {
+        back += drain(false);
+        continue;
+      }
+      for (uint16_t i = 0; i < want; ++i) {
+        write_flow(rte_pktmbuf_mtod(pkts[i], uint8_t*), t, flows[sent + i]);
+        pkts[i]->data_len = pkts[i]->pkt_len = kFrameLen;
+      }
+      uint16_t s = rte_eth_tx_burst(wan, 0, pkts, want);
+      if (s < want) rte_pktmbuf_free_bulk(pkts + s, want - s);
+      sent += s;
+      // Keep at most a few rings' worth in flight, so priming loses nothing.
+      while (sent - back > 2 * kRing && rte_rdtsc() < give_up && !g_stop) back += drain(false);
+    }
+    const uint64_t settle = rte_rdtsc() + hz / 5;
+    while (rte_rdtsc() < settle) back += drain(false);
+    r.primed = back;
+  }
+
+  const uint64_t start = rte_rdtsc();
+  const uint64_t end = start + static_cast<uint64_t>(o.duration * hz);
+  uint64_t now = start;
+  while (now < end && !g_stop) {
+    if (rte_pktmbuf_alloc_bulk(pool, pkts, kBurst) == 0) {
+      for (uint16_t i = 0; i < kBurst; ++i) {
+        uint8_t* f = rte_pktmbuf_mtod(pkts[i], uint8_t*);
+        if (new_flows) {
+          uint32_t ip;
+          uint16_t port;
+          nth_client(next++, &ip, &port);
+          write_flow(f, t, flow_fields(t, proto, ip, port));
+        } else {
+          write_flow(f, t, flows[next]);
+          if (++next == flows.size()) next = 0;
+        }
+        pkts[i]->data_len = pkts[i]->pkt_len = kFrameLen;
+      }
+      r.offered += kBurst;
+      uint16_t s = rte_eth_tx_burst(wan, 0, pkts, kBurst);
+      r.tx += s;
+      if (s < kBurst) {
+        r.tx_failed += kBurst - s;
+        rte_pktmbuf_free_bulk(pkts + s, kBurst - s);
+      }
+    }
+    drain(true);
+    now = rte_rdtsc();
+  }
+  r.seconds = static_cast<double>(now - start) / static_cast<double>(hz);
+  // Packets in flight when the window closed still arrive; count them as delivered.
+  const uint64_t tail_end = rte_rdtsc() + hz / 5;
+  while (rte_rdtsc() < tail_end) drain(true);
+  return r;
+}
+
+// --- reflect: the raw I/O baseline worker -------------------------------------------------
+
+struct ReflectCounters {
+  uint64_t rx[2] = {0, 0};
+  uint64_t tx[2] = {0, 0};
+  uint64_t tx_failed = 0;
+  uint64_t busy_cycles = 0, idle_cycles = 0, busy_polls = 0, empty_polls = 0;
+};
+
+struct ReflectCtx {
+  uint16_t ports[2];
+  ReflectCounters c;
+};
+
+// Same loop shape and the same cycle accounting as l4lbd's Worker::run: poll every port,
+// act on the burst, count the whole iteration as busy when anything was received.
+int reflect_loop(void* arg) {
+  auto* ctx = static_cast<ReflectCtx*>(arg);
+  ReflectCounters& c = ctx->c;
+  rte_mbuf* pkts[kBurst];
+  while (!g_stop.load(std::memory_order_relaxed)) {
+    const uint64_t t0 = rte_rdtsc();
+    uint32_t received = 0;
+    for (int in = 0; in < 2; ++in) {
+      const uint16_t n = rte_eth_rx_burst(ctx->ports[in], 0, pkts, kBurst);
+      if (n == 0) continue;
+      received += n;
+      c.rx[in] += n;
+      for (uint16_t i = 0; i < n; ++i) {
+        auto* f = rte_pktmbuf_mtod(pkts[i], uint8_t*);
+        uint8_t tmp[6];
+        std::memcpy(tmp, f, 6);
+        std::memcpy(f, f + 6, 6);
+        std::memcpy(f + 6, tmp, 6);
+      }
+      const int out = 1 - in;
+      const uint16_t s = rte_eth_tx_burst(ctx->ports[out], 0, pkts, n);
+      c.tx[out] += s;
+      if (s < n) {
+        c.tx_failed += n - s;
+        rte_pktmbuf_free_bulk(pkts + s, n - s);
+      }
+    }
+    const uint64_t spent = rte_rdtsc() - t0;
+    if (received != 0) {
+      c.busy_cycles += spent;
+      c.busy_polls++;
+    } else {
+      c.idle_cycles += spent;
+      c.empty_polls++;
+    }
+  }
+  return 0;
+}
+
+std::vector<std::string> split_words(const std::string& s) {
+  std::istringstream in(s);
+  std::vector<std::string> w;
+  for (std::string x; in >> x;) w.push_back(x);
+  return w;
+}
+
+int run(const Options& o) {
+  std::vector<std::string> args = {"l4lb-gen"};
+  for (auto& a : split_words(o.eal)) args.push_back(a);
+  args.insert(args.end(), {"--vdev", o.wan, "--vdev", o.lan});
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  if (rte_eal_init(static_cast<int>(args.size()), argv.data()) < 0) {
+    throw std::runtime_error(std::string("EAL: ") + rte_strerror(rte_errno));
+  }
+  std::signal(SIGINT, on_signal);
+  std::signal(SIGTERM, on_signal);
+  rte_mempool* pool = rte_pktmbuf_pool_create("gen_pool", 16383, 256, 0,
+                                              RTE_MBUF_DEFAULT_BUF_SIZE, rte_socket_id());
+  if (pool == nullptr) throw std::runtime_error("mbuf pool");
+  const uint16_t wan = port_by_name(o.wan), lan = port_by_name(o.lan);
+  start_port(wan, pool);
+  start_port(lan, pool);
+
+  if (o.role == "reflect") {
+    const unsigned worker = rte_get_next_lcore(rte_get_main_lcore(), 1, 0);
+    if (worker >= RTE_MAX_LCORE) throw std::runtime_error("reflect needs a worker lcore (-l 0,1)");
+    ReflectCtx ctx{{wan, lan}, {}};
+    std::fprintf(stderr, "l4lb-gen reflect: ready on lcore %u\n", worker);
+    rte_eal_remote_launch(reflect_loop, &ctx, worker);
+    // Runs until SIGTERM/SIGINT, like l4lbd.
+    while (!g_stop) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    rte_eal_mp_wait_lcore();
+    const ReflectCounters& c = ctx.c;
+    std::printf(
+        "{\"role\":\"reflect\",\"lcore\":%u,\"tsc_hz\":%lu,\"rx_wan\":%lu,\"rx_lan\":%lu,"
+        "\"tx_wan\":%lu,\"tx_lan\":%lu,\"tx_failed\":%lu,\"busy_cycles\":%lu,\"idle_cycles\":%lu,"
+        "\"busy_polls\":%lu,\"empty_polls\":%lu}\n",
+        worker, rte_get_tsc_hz(), c.rx[0], c.rx[1], c.tx[0], c.tx[1], c.tx_failed, c.busy_cycles,
+        c.idle_cycles, c.busy_polls, c.empty_polls);
+  } else {
+    if (!wait_link_up({wan, lan}, o.link_timeout)) {
+      throw std::runtime_error("links did not come up (is the peer running?)");
+    }
+    GenResult r = run_gen(o, wan, lan, pool);
+    std::printf(
+        "{\"role\":\"gen\",\"mode\":\"%s\",\"proto\":\"%s\",\"flows\":%u,\"seconds\":%.4f,"
+        "\"offered\":%lu,\"tx\":%lu,\"tx_failed\":%lu,\"rx\":%lu,\"rx_wan\":%lu,\"primed\":%lu,"
+        "\"checked\":%lu,\"check_failed\":%lu,\"offered_mpps\":%.4f,\"tx_mpps\":%.4f,"
+        "\"rx_mpps\":%.4f}\n",
+        o.mode.c_str(), o.proto.c_str(), o.flows, r.seconds, r.offered, r.tx, r.tx_failed, r.rx,
+        r.rx_wan, r.primed, r.checked, r.check_failed, r.offered / r.seconds / 1e6,
+        r.tx / r.seconds / 1e6, r.rx / r.seconds / 1e6);
+  }
+  std::fflush(stdout);
+  rte_eth_dev_stop(wan);
+  rte_eth_dev_stop(lan);
+  rte_eth_dev_close(wan);
+  rte_eth_dev_close(lan);
+  rte_eal_cleanup();
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"l4lb-gen: benchmark traffic generator/sink (gen) and MAC-swap baseline (reflect)"};
+  Options o;
+  app.add_option("--role", o.role, "gen or reflect")->check(CLI::IsMember({"gen", "reflect"}));
+  app.add_option("--eal", o.eal, "EAL arguments (split on spaces)");
+  app.add_option("--wan", o.wan, "wan port devargs (clients -> VIP)")->required();
+  app.add_option("--lan", o.lan, "lan port devargs (-> backends)")->required();
+  app.add_option("--proto", o.proto, "tcp or udp")->check(CLI::IsMember({"tcp", "udp"}));
+  app.add_option("--mode", o.mode, "established or new-flows")
+      ->check(CLI::IsMember({"established", "new-flows"}));
+  app.add_option("--flows", o.flows, "distinct client ip:port (established)");
+  app.add_option("--duration", o.duration, "seconds of measured traffic");
+  app.add_option("--link-timeout", o.link_timeout, "seconds to wait for both links");
+  app.add_option("--src-mac", o.src_mac_wan, "source MAC of the client frames");
+  app.add_option("--dst-mac", o.dst_mac_wan, "destination MAC (the wan port of the device)");
+  app.add_option("--vip", o.vip, "destination address");
+  app.add_option("--vport", o.vport, "destination port");
+  app.add_option("--expect-prefix", o.expect_prefix, "sample check: received dst inside CIDR");
+  app.add_option("--expect-dport", o.expect_dport, "sample check: received dst port");
+  app.add_flag("!--no-prime", o.prime, "skip the priming pass over every flow");
+  CLI11_PARSE(app, argc, argv);
+  try {
+    return run(o);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "l4lb-gen: %s\n", e.what());
+    return 1;
+  }
+}
