@@ -4,6 +4,8 @@
 #include <rte_lcore.h>
 #include <rte_ring.h>
 
+#include <numa.h>
+
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <atomic>
@@ -42,13 +44,16 @@ void install_signal_handlers() {
 }
 
 // One single-producer/single-consumer ring per ordered pair of workers: [from * n + to].
-std::vector<rte_ring*> create_handoff_rings(uint16_t n) {
+std::vector<rte_ring*> create_handoff_rings(const std::vector<unsigned>& lcores) {
+  const auto n = static_cast<uint16_t>(lcores.size());
   std::vector<rte_ring*> rings(size_t{n} * n, nullptr);
   for (uint16_t from = 0; n > 1 && from < n; ++from) {
     for (uint16_t to = 0; to < n; ++to) {
       if (from == to) continue;
       std::string name = "l4lb_ho_" + std::to_string(from) + "_" + std::to_string(to);
-      rte_ring* r = rte_ring_create(name.c_str(), 4096, static_cast<int>(rte_socket_id()),
+      // On the consumer's socket: it reads every slot; the producer writes once.
+      rte_ring* r = rte_ring_create(name.c_str(), 4096,
+                                    static_cast<int>(rte_lcore_to_socket_id(lcores[to])),
                                     RING_F_SP_ENQ | RING_F_SC_DEQ);
       if (r == nullptr) throw std::runtime_error("cannot create hand-off ring " + name);
       rings[size_t{from} * n + to] = r;
@@ -90,7 +95,7 @@ int run(const std::string& config_path, const std::string& eal_args,
   FlowTimeouts timeouts{dp.flow_table.tcp_timeout_s, dp.flow_table.tcp_transitory_timeout_s,
                         dp.flow_table.udp_timeout_s};
   const auto n = static_cast<uint16_t>(dp.workers.size());
-  std::vector<rte_ring*> handoff = create_handoff_rings(n);
+  std::vector<rte_ring*> handoff = create_handoff_rings(dp.workers);
   for (uint16_t i = 0; i < n; ++i) {
     WorkerSettings s;
     s.lcore = dp.workers[i];
@@ -100,7 +105,19 @@ int run(const std::string& config_path, const std::string& eal_args,
     // The configured capacity is the whole appliance's; each worker owns a share.
     s.flow_capacity = std::max<uint32_t>(dp.flow_table.capacity / n, 1024);
     s.timeouts = timeouts;
+    const int socket = static_cast<int>(rte_lcore_to_socket_id(s.lcore));
+    for (const auto& p : ports) {
+      if (p.socket != socket) {
+        L4LB_WARN("worker lcore %u is on NUMA socket %d but port %s is on socket %d: every "
+                  "packet crosses the interconnect", s.lcore, socket, p.name.c_str(), p.socket);
+      }
+    }
+    // The flow table and neighbour cache are touched at construction: place their pages on
+    // the worker's socket, not the control thread's.
+    const bool numa = numa_available() >= 0 && numa_max_node() > 0;
+    if (numa) numa_set_preferred(socket);
     workers.push_back(std::make_unique<Worker>(s, ports, *publisher, g_stop, handoff));
+    if (numa) numa_set_localalloc();
   }
   L4LB_INFO("steering: %s", n == 1 ? "one worker owns every flow"
                                    : "RSS spreads packets; a packet on a queue whose worker does "

@@ -1,5 +1,6 @@
 #include "src/config/config.h"
 
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -10,6 +11,7 @@
 #include <initializer_list>
 #include <limits>
 #include <map>
+#include <sstream>
 #include <tuple>
 #include <utility>
 
@@ -170,6 +172,58 @@ std::string service_label(size_t i, const std::string& name) {
   return name.empty() ? index("services", i) : "Service " + quote(name);
 }
 
+// Walks the document stream without building nodes. yaml-cpp 0.7 never ends LoadAll() on a
+// stray ',' where a document should start (jbeder/yaml-cpp#1040): the parser hands out the same
+// empty document forever, allocating each time. Load() stops after one document, so this walk is
+// how the loader sees both that stuck position and a second document.
+class DocumentScan final : public YAML::EventHandler {
+ public:
+  const YAML::Mark& start() const { return start_; }
+  // Where the document's first node is; nothing for an empty document (a trailing "---").
+  const std::optional<YAML::Mark>& content() const { return content_; }
+
+  void OnDocumentStart(const YAML::Mark& mark) override { start_ = mark; }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark& /*mark*/, YAML::anchor_t /*anchor*/) override {}
+  void OnAlias(const YAML::Mark& mark, YAML::anchor_t /*anchor*/) override { saw(mark); }
+  void OnScalar(const YAML::Mark& mark, const std::string& /*tag*/, YAML::anchor_t /*anchor*/,
+                const std::string& /*value*/) override {
+    saw(mark);
+  }
+  void OnSequenceStart(const YAML::Mark& mark, const std::string& /*tag*/,
+                       YAML::anchor_t /*anchor*/, YAML::EmitterStyle::value /*style*/) override {
+    saw(mark);
+  }
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark& mark, const std::string& /*tag*/, YAML::anchor_t /*anchor*/,
+                  YAML::EmitterStyle::value /*style*/) override {
+    saw(mark);
+  }
+  void OnMapEnd() override {}
+
+ private:
+  void saw(const YAML::Mark& mark) {
+    if (!content_) content_ = mark;
+  }
+
+  YAML::Mark start_ = YAML::Mark::null_mark();
+  std::optional<YAML::Mark> content_;
+};
+
+// The character at a parser mark, quoted, for "unexpected ..." messages.
+std::string token_at(const std::string& text, const YAML::Mark& mark) {
+  std::istringstream in(text);
+  std::string line;
+  for (int i = 0; i <= mark.line && std::getline(in, line);) {
+    if (i++ < mark.line) line.clear();
+  }
+  if (mark.column >= 0 && static_cast<size_t>(mark.column) < line.size()) {
+    char c = line[static_cast<size_t>(mark.column)];
+    if (c > ' ' && c < 0x7f) return quote(std::string(1, c));
+  }
+  return "token";
+}
+
 class Loader {
  public:
   explicit Loader(std::string file) : file_(std::move(file)) {}
@@ -177,6 +231,8 @@ class Loader {
   LoadResult load(std::string_view yaml);
 
  private:
+  // Reports a second document, or a syntax error yaml-cpp would loop on. False: stop there.
+  bool scan_stream(const std::string& text);
   void error(int line, const std::string& path, const std::string& message) {
     errors_.push_back({file_, line, path.empty() ? message : path + ": " + message});
   }
@@ -374,19 +430,17 @@ std::optional<MacAddr> Loader::mac(const Ref& ref) {
 }
 
 LoadResult Loader::load(std::string_view yaml) {
-  std::vector<YAML::Node> docs;
+  std::string text(yaml);
+  YAML::Node root;
   try {
-    docs = YAML::LoadAll(std::string(yaml));
+    if (!scan_stream(text)) return {std::nullopt, std::move(errors_)};
+    root = YAML::Load(text);  // the first document only
   } catch (const YAML::Exception& e) {
     error(e.mark.is_null() ? 0 : e.mark.line + 1, "", "YAML syntax error: " + e.msg);
     return {std::nullopt, std::move(errors_)};
   }
-  if (docs.size() > 1) {
-    error(line_of(docs[1]), "", "only one YAML document is allowed (found a second one)");
-  }
   Config config;
   config.file = file_;
-  YAML::Node root = docs.empty() ? YAML::Node() : docs[0];
   int root_line = root.IsNull() ? 1 : std::max(line_of(root), 1);
   load_root(Ref{root, "", root_line, root_line}, config);
 
@@ -394,6 +448,28 @@ LoadResult Loader::load(std::string_view yaml) {
                    [](const ConfigError& a, const ConfigError& b) { return a.line < b.line; });
   if (!errors_.empty()) return {std::nullopt, std::move(errors_)};
   return {std::move(config), {}};
+}
+
+bool Loader::scan_stream(const std::string& text) {
+  std::istringstream in(text);
+  YAML::Parser parser(in);
+  DocumentScan scan;
+  int documents = 0;
+  int previous_start = -1;
+  while (documents < 2) {
+    scan = DocumentScan();
+    if (!parser.HandleNextDocument(scan)) break;
+    const YAML::Mark& start = scan.start();
+    if (start.pos == previous_start) {  // the parser did not move: it is stuck on a token
+      error(start.line + 1, "", "YAML syntax error: unexpected " + token_at(text, start));
+      return false;
+    }
+    previous_start = start.pos;
+    if (scan.content() && ++documents == 2) {
+      error(scan.content()->line + 1, "", "only one YAML document is allowed (found a second one)");
+    }
+  }
+  return true;
 }
 
 void Loader::load_root(const Ref& root, Config& config) {
