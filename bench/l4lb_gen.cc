@@ -31,6 +31,7 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <time.h>
 #include <vector>
 
 namespace {
@@ -243,8 +244,16 @@ struct GenResult {
   uint64_t rx_wan = 0;
   uint64_t checked = 0, check_failed = 0;
   uint64_t primed = 0;
+  double prime_seconds = 0;
   double seconds = 0;
+  double cpu_share = 0;  // this thread's CPU time / wall time over the window
 };
+
+double thread_cpu_seconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
+}
 
 // Sample check of a received frame: IPv4 to the expected prefix and port, client
 // source kept, IP header checksum valid.
@@ -317,6 +326,7 @@ GenResult run_gen(const Options& o, uint16_t wan, uint16_t lan, rte_mempool* poo
 
   // Priming (established only): one paced pass over every flow so the measured run hits
   // entries that exist; not counted. Paced by waiting for each burst to come back.
+  const uint64_t prime_start = rte_rdtsc();
   if (!new_flows && o.prime) {
     uint64_t sent = 0, back = 0;
     const uint64_t give_up = rte_rdtsc() + hz * 60;
@@ -342,6 +352,8 @@ GenResult run_gen(const Options& o, uint16_t wan, uint16_t lan, rte_mempool* poo
   }
 
   const uint64_t start = rte_rdtsc();
+  r.prime_seconds = static_cast<double>(start - prime_start) / static_cast<double>(hz);
+  const double cpu_start = thread_cpu_seconds();
   const uint64_t end = start + static_cast<uint64_t>(o.duration * hz);
   uint64_t now = start;
   while (now < end && !g_stop) {
@@ -371,6 +383,7 @@ GenResult run_gen(const Options& o, uint16_t wan, uint16_t lan, rte_mempool* poo
     now = rte_rdtsc();
   }
   r.seconds = static_cast<double>(now - start) / static_cast<double>(hz);
+  r.cpu_share = (thread_cpu_seconds() - cpu_start) / r.seconds;
   // Packets in flight when the window closed still arrive; count them as delivered.
   const uint64_t tail_end = rte_rdtsc() + hz / 5;
   while (rte_rdtsc() < tail_end) drain(true);
@@ -483,10 +496,10 @@ int run(const Options& o) {
         "{\"role\":\"gen\",\"mode\":\"%s\",\"proto\":\"%s\",\"flows\":%u,\"seconds\":%.4f,"
         "\"offered\":%lu,\"tx\":%lu,\"tx_failed\":%lu,\"rx\":%lu,\"rx_wan\":%lu,\"primed\":%lu,"
         "\"checked\":%lu,\"check_failed\":%lu,\"offered_mpps\":%.4f,\"tx_mpps\":%.4f,"
-        "\"rx_mpps\":%.4f}\n",
+        "\"rx_mpps\":%.4f,\"prime_seconds\":%.4f,\"cpu_share\":%.4f}\n",
         o.mode.c_str(), o.proto.c_str(), o.flows, r.seconds, r.offered, r.tx, r.tx_failed, r.rx,
         r.rx_wan, r.primed, r.checked, r.check_failed, r.offered / r.seconds / 1e6,
-        r.tx / r.seconds / 1e6, r.rx / r.seconds / 1e6);
+        r.tx / r.seconds / 1e6, r.rx / r.seconds / 1e6, r.prime_seconds, r.cpu_share);
   }
   std::fflush(stdout);
   rte_eth_dev_stop(wan);

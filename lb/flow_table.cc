@@ -286,6 +286,7 @@ void FlowTable::update(FlowEntry* e, FlowDir dir, uint8_t tcp_flags, uint32_t no
 void FlowTable::remove(FlowEntry* e) noexcept {
   assert(e->state != kFreeState && "remove of a free entry");
   const auto idx = static_cast<uint32_t>(e - entries_.get());
+  if (on_remove_ != nullptr) on_remove_(on_remove_ctx_, *e);
   index_del(hash_flow(e->fwd), idx << 1 | static_cast<uint32_t>(FlowDir::kForward));
   index_del(hash_flow(e->reverse_key()), idx << 1 | static_cast<uint32_t>(FlowDir::kReverse));
   e->state = kFreeState;

@@ -159,6 +159,14 @@ class FlowTable {
     return {b1, alt_bucket(b1, signature(hash))};
   }
 
+  // Called once for every entry that leaves the table (timeout, remove(), reuse), before
+  // it is freed: per flow, never per packet. For per-backend active-flow counts.
+  using RemoveHook = void (*)(void* ctx, const FlowEntry& e);
+  void set_remove_hook(RemoveHook hook, void* ctx) noexcept {
+    on_remove_ = hook;
+    on_remove_ctx_ = ctx;
+  }
+
  private:
   static constexpr uint32_t kSlotsPerBucket = 8;
   static constexpr uint32_t kNoSlot = ~uint32_t{0};   // find result: key not in the index
@@ -215,6 +223,8 @@ class FlowTable {
   uint32_t size_ = 0;
   // Free entries form a list threaded through their created_s (unused while free), so the
   // list costs no memory and popping touches only the line insert writes anyway.
+  RemoveHook on_remove_ = nullptr;
+  void* on_remove_ctx_ = nullptr;
   uint32_t free_head_ = kNoEntry;
   uint32_t hand_ = 0;  // expire()'s next slot
   std::array<uint32_t, 5> timeout_by_state_{};

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <bit>
+#include <unordered_map>
 
 #include "lb/flow_key.h"
 #include "nat/headers.h"
@@ -53,8 +54,11 @@ ServiceTable::ServiceTable(const std::vector<ServiceSpec>& services, uint32_t ma
     MaglevTable table(backends, maglev_size);
     std::vector<uint32_t> ips_be;
     for (const auto& b : table.backends()) ips_be.push_back(hton32(b.ip));
+    std::unordered_map<uint32_t, size_t> spec_index;  // backend ip -> position in s.backends
+    for (size_t i = 0; i < s.backends.size(); ++i) spec_index[s.backends[i].ip] = i;
 
-    for (const auto& p : s.ports) {
+    for (size_t port_index = 0; port_index < s.ports.size(); ++port_index) {
+      const ServicePortSpec& p = s.ports[port_index];
       ServicePort sp;
       sp.service = s.name;
       sp.name = p.name;
@@ -66,6 +70,12 @@ ServiceTable::ServiceTable(const std::vector<ServiceSpec>& services, uint32_t ma
       sp.acl = acl;
       sp.maglev = table;
       sp.backend_ips_be = ips_be;
+      sp.counter_id = p.counter_id;
+      for (const auto& b : table.backends()) {
+        const BackendSpec& spec = s.backends[spec_index.at(b.ip)];
+        sp.backend_counter_ids.push_back(
+            port_index < spec.counter_ids.size() ? spec.counter_ids[port_index] : 0);
+      }
       auto index = static_cast<uint32_t>(ports_.size());
       for (uint32_t ip_be : ips_be) {
         endpoints.emplace_back(pack(ip_be, sp.proto, sp.target_port_be), index);

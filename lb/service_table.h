@@ -20,11 +20,15 @@ struct ServicePortSpec {
   uint8_t proto = 0;  // kIpProtoTcp or kIpProtoUdp
   uint16_t port = 0;
   uint16_t target_port = 0;
+  uint32_t counter_id = 0;  // stable slot for this port's counters (chosen by the caller)
 };
 
 struct BackendSpec {
   uint32_t ip = 0;
   uint32_t weight = 1;
+  // Stable counter slots of this backend, one per port of its Service (same order as
+  // ServiceSpec::ports); empty: slot 0.
+  std::vector<uint32_t> counter_ids;
 };
 
 struct ServiceSpec {
@@ -47,6 +51,8 @@ struct ServicePort {
   std::shared_ptr<const SourceRanges> acl;  // null: every source allowed; shared by a Service's ports
   MaglevTable maglev;
   std::vector<uint32_t> backend_ips_be;  // in maglev.backends() order
+  uint32_t counter_id = 0;
+  std::vector<uint32_t> backend_counter_ids;  // in maglev.backends() order
 
   bool allows(uint32_t src_be) const noexcept { return !acl || acl->contains(src_be); }
   // Backend index for a new flow, or -1 when no backend takes new flows.

@@ -1,10 +1,20 @@
 #include "src/control.h"
 
+#include <chrono>
 #include <exception>
 
 #include "src/log.h"
 
 namespace l4lb {
+
+namespace {
+
+double wall_seconds() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+}  // namespace
 
 Control::Control(std::string config_path, config::Config running,
                  const std::vector<PortInfo>& ports, SnapshotPublisher& publisher)
@@ -14,7 +24,9 @@ Control::Control(std::string config_path, config::Config running,
       publisher_(publisher) {}
 
 void Control::start() {
-  publisher_.publish(build_snapshot(running_, ports_, ++generation_));
+  std::lock_guard lock(mutex_);
+  publisher_.publish(build_snapshot(running_, ports_, ++generation_, slots_));
+  last_reload_time_ = wall_seconds();
   size_t ports = 0;
   for (const auto& s : running_.services) ports += s.ports.size();
   L4LB_INFO("config %s: %zu services, %zu service ports, generation %lu", config_path_.c_str(),
@@ -41,6 +53,7 @@ void Control::warn_restart_only(const config::Config& next) const {
 
 bool Control::reload() {
   config::LoadResult result = config::load_config_file(config_path_);
+  std::lock_guard lock(mutex_);
   if (!result.ok()) {
     ++reloads_failed_;
     for (const auto& e : result.errors) L4LB_ERROR("reload rejected: %s", e.to_string().c_str());
@@ -55,7 +68,7 @@ bool Control::reload() {
   next.dataplane.eal = running_.dataplane.eal;
   next.dataplane.flow_table = running_.dataplane.flow_table;
   try {
-    publisher_.publish(build_snapshot(next, ports_, generation_ + 1));
+    publisher_.publish(build_snapshot(next, ports_, generation_ + 1, slots_));
   } catch (const std::exception& e) {
     ++reloads_failed_;
     L4LB_ERROR("reload rejected: %s: %s", config_path_.c_str(), e.what());
@@ -63,6 +76,7 @@ bool Control::reload() {
   }
   ++generation_;
   ++reloads_ok_;
+  last_reload_time_ = wall_seconds();
   running_ = std::move(next);
   L4LB_INFO("reloaded %s: generation %lu", config_path_.c_str(),
             static_cast<unsigned long>(generation_));

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -24,6 +25,11 @@ class Control {
   bool reload();
 
   uint64_t generation() const { return generation_; }
+  const CounterSlots& slots() const { return slots_; }
+  // Guards what the metrics and API threads read of this object against reloads.
+  std::mutex& mutex() const { return mutex_; }
+  // Wall-clock seconds of the last successful (re)load, for the metrics.
+  double last_reload_time() const { return last_reload_time_; }
   uint64_t reloads_ok() const { return reloads_ok_; }
   uint64_t reloads_failed() const { return reloads_failed_; }
 
@@ -34,7 +40,10 @@ class Control {
   config::Config running_;
   const std::vector<PortInfo>& ports_;
   SnapshotPublisher& publisher_;
+  mutable std::mutex mutex_;
+  CounterSlots slots_;
   uint64_t generation_ = 0;
+  double last_reload_time_ = 0;
   uint64_t reloads_ok_ = 0;
   uint64_t reloads_failed_ = 0;
 };

@@ -18,6 +18,7 @@
 #include "src/control.h"
 #include "src/eal.h"
 #include "src/log.h"
+#include "src/metrics.h"
 #include "src/port.h"
 #include "src/snapshot.h"
 #include "src/stats.h"
@@ -87,9 +88,6 @@ int run(const std::string& config_path, const std::string& eal_args,
   auto publisher = std::make_unique<SnapshotPublisher>(static_cast<unsigned>(dp.workers.size()));
   Control control(config_path, cfg, ports, *publisher);
   control.start();
-  L4LB_INFO("control section: API %s:%u and metrics %s:%u are accepted; this build serves neither",
-            cfg.control.api.host.c_str(), cfg.control.api.port, cfg.control.metrics.host.c_str(),
-            cfg.control.metrics.port);
 
   std::vector<std::unique_ptr<Worker>> workers;
   FlowTimeouts timeouts{dp.flow_table.tcp_timeout_s, dp.flow_table.tcp_transitory_timeout_s,
@@ -127,6 +125,9 @@ int run(const std::string& config_path, const std::string& eal_args,
       throw std::runtime_error("cannot launch worker on lcore " + std::to_string(w->lcore()));
     }
   }
+  auto metrics = std::make_unique<MetricsExporter>(cfg.control.metrics, workers, ports, control);
+  L4LB_INFO("metrics: http://%s:%d/metrics", cfg.control.metrics.host.c_str(),
+            metrics->bound_port());
   L4LB_INFO("ready: %zu worker(s), %zu port(s)", workers.size(), ports.size());
 
   while (!g_stop.load()) {
@@ -135,6 +136,7 @@ int run(const std::string& config_path, const std::string& eal_args,
   }
   L4LB_INFO("stopping");
   rte_eal_mp_wait_lcore();  // workers flush their TX buffers before returning
+  metrics.reset();  // no scrape may read workers being torn down
 
   std::vector<const WorkerCounters*> all;
   for (auto& w : workers) all.push_back(&w->counters());

@@ -8,19 +8,31 @@
 namespace l4lb {
 
 std::unique_ptr<Snapshot> build_snapshot(const config::Config& cfg,
-                                         const std::vector<PortInfo>& ports, uint64_t generation) {
+                                         const std::vector<PortInfo>& ports, uint64_t generation,
+                                         CounterSlots& slots) {
   std::vector<ServiceSpec> specs;
+  std::vector<uint32_t> live_ports, live_backends;
   for (const auto& s : cfg.services) {
     ServiceSpec spec;
     spec.name = s.name;
     spec.vip = s.vip;
     spec.source_ranges = s.source_ranges;
     spec.client_ip_affinity = s.session_affinity == config::SessionAffinity::kClientIp;
+    std::vector<uint32_t> port_slots;
     for (const auto& p : s.ports) {
-      spec.ports.push_back(
-          ServicePortSpec{p.name, static_cast<uint8_t>(p.protocol), p.port, p.target_port});
+      port_slots.push_back(slots.service_port(s.name, p.name));
+      spec.ports.push_back(ServicePortSpec{p.name, static_cast<uint8_t>(p.protocol), p.port,
+                                           p.target_port, port_slots.back()});
     }
-    for (const auto& b : s.backends) spec.backends.push_back(BackendSpec{b.ip, b.weight});
+    live_ports.insert(live_ports.end(), port_slots.begin(), port_slots.end());
+    for (const auto& b : s.backends) {
+      BackendSpec backend{b.ip, b.weight, {}};
+      for (uint32_t port_slot : port_slots) {
+        backend.counter_ids.push_back(slots.backend(port_slot, b.ip));
+        live_backends.push_back(backend.counter_ids.back());
+      }
+      spec.backends.push_back(std::move(backend));
+    }
     specs.push_back(std::move(spec));
   }
   auto snap = std::make_unique<Snapshot>();
@@ -30,6 +42,8 @@ std::unique_ptr<Snapshot> build_snapshot(const config::Config& cfg,
   for (const auto& n : cfg.dataplane.neighbors) {
     snap->neighbors.push_back(StaticNeighbor{hton32(n.ip), n.mac});
   }
+  // Nothing can fail past here: the exporter now shows only the slots this snapshot uses.
+  slots.set_live(live_ports, live_backends);
   return snap;
 }
 

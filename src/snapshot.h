@@ -10,6 +10,7 @@
 
 #include "lb/service_table.h"
 #include "src/config/config.h"
+#include "src/counter_slots.h"
 #include "src/port.h"
 #include "src/route.h"
 
@@ -30,8 +31,10 @@ struct Snapshot {
 };
 
 // Builds a snapshot from a validated config; throws std::runtime_error.
+// Assigns counter slots for new Service ports and backends.
 std::unique_ptr<Snapshot> build_snapshot(const config::Config& cfg,
-                                         const std::vector<PortInfo>& ports, uint64_t generation);
+                                         const std::vector<PortInfo>& ports, uint64_t generation,
+                                         CounterSlots& slots);
 
 // Holds the current snapshot pointer and the QSBR variable workers report to.
 class SnapshotPublisher {

@@ -49,6 +49,23 @@ struct alignas(64) WorkerCounters {
   std::array<PortQueueCounters, kMaxPorts> ports{};
 };
 
+// Per Service port and per backend, indexed by CounterSlots slot; one array per worker.
+struct ServicePortCounters {
+  uint64_t acl_denied = 0;
+  uint64_t no_backend = 0;
+  uint64_t stateless_reply_packets = 0;  // replies reverse-NATed without a flow entry
+  uint64_t stateless_reply_bytes = 0;
+};
+
+struct BackendCounters {
+  uint64_t to_packets = 0;  // client -> backend, after DNAT
+  uint64_t to_bytes = 0;
+  uint64_t from_packets = 0;  // backend -> client, through a flow entry
+  uint64_t from_bytes = 0;
+  uint64_t new_flows = 0;
+  uint64_t ended_flows = 0;  // new_flows - ended_flows = flows in the table now
+};
+
 // Sums every worker's counters; control thread only.
 WorkerCounters sum_counters(const std::vector<const WorkerCounters*>& workers);
 // JSON text of the summed counters (stable keys: the counter names and drop labels).

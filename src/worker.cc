@@ -41,6 +41,13 @@ Worker::Worker(const WorkerSettings& settings, const std::vector<PortInfo>& port
     handoff_in_[w] = handoff[w * n + me];
   }
   for (uint16_t i = 0; i < ports_.size(); ++i) port_index_[ports_[i].port_id] = i;
+  svc_counters_.resize(CounterSlots::kMaxServicePorts);
+  backend_counters_.resize(CounterSlots::kMaxBackends);
+  flows_.set_remove_hook(
+      [](void* ctx, const FlowEntry& e) {
+        static_cast<Worker*>(ctx)->backend_counters_[e.nat.service_port_id].ended_flows++;
+      },
+      this);
   tx_contexts_.reserve(ports_.size());
   for (uint16_t i = 0; i < ports_.size(); ++i) {
     auto* buf = static_cast<rte_eth_dev_tx_buffer*>(rte_zmalloc_socket(
@@ -118,6 +125,7 @@ int Worker::run() noexcept {
           now_tsc_, [this](uint32_t ip_be, uint16_t port) { send_arp_request(port, ip_be); },
           [this](rte_mbuf* m) { drop(m, DropReason::kNeighborTimeout); });
     }
+    flow_entries_ = flows_.size();
     rte_rcu_qsbr_quiescent(qsbr, settings_.rcu_id);
   }
   for (uint16_t p = 0; p < ports_.size(); ++p) {
@@ -322,6 +330,7 @@ void Worker::handle_ipv4(uint16_t in_port, rte_mbuf* m, const ParsedPacket& p, u
 void Worker::handle_service(const ServicePort& sp, rte_mbuf* m, const ParsedPacket& p,
                             uint64_t hash, const Snapshot& snap) noexcept {
   if (!sp.allows(p.ip->src)) {
+    svc_counters_[sp.counter_id].acl_denied++;
     drop(m, DropReason::kAclDenied);
     return;
   }
@@ -338,18 +347,24 @@ void Worker::handle_service(const ServicePort& sp, rte_mbuf* m, const ParsedPack
   } else {
     int b = sp.pick(hash, p.ip->src);
     if (b < 0) {
+      svc_counters_[sp.counter_id].no_backend++;
       drop(m, DropReason::kNoBackend);
       return;
     }
+    // The flow carries its backend's counter slot, valid whatever snapshot comes later.
     nat = FlowNat{sp.vip_be, sp.backend_ips_be[b], sp.port_be, sp.target_port_be,
-                  static_cast<uint32_t>(&sp - snap.services.ports().data())};
+                  sp.backend_counter_ids[b]};
     if (flows_.insert(p.key, hash, nat, p.tcp_flags, now_s_) != nullptr) {
       counters_.flows_created++;
+      backend_counters_[nat.service_port_id].new_flows++;
     } else {
       // Full table: Maglev still names the same backend for every packet of the flow.
       counters_.flow_insert_failed++;
     }
   }
+  BackendCounters& bc = backend_counters_[nat.service_port_id];
+  bc.to_packets++;
+  bc.to_bytes += rte_pktmbuf_pkt_len(m);
   counters_.nat_forward++;
   nat_and_send(m, p, NatSide::kDestination, nat.backend_ip, nat.backend_port, snap);
 }
@@ -363,6 +378,9 @@ void Worker::handle_reply(rte_mbuf* m, const ParsedPacket& p, uint64_t hash,
     flows_.update(hit.entry, hit.dir, p.tcp_flags, now_s_);
     vip_be = hit.entry->nat.vip;
     vip_port_be = hit.entry->nat.vip_port;
+    BackendCounters& bc = backend_counters_[hit.entry->nat.service_port_id];
+    bc.from_packets++;
+    bc.from_bytes += rte_pktmbuf_pkt_len(m);
     counters_.nat_reverse++;
   } else {
     if (hit.entry != nullptr) flows_.remove(hit.entry);  // its Service is gone
@@ -376,6 +394,8 @@ void Worker::handle_reply(rte_mbuf* m, const ParsedPacket& p, uint64_t hash,
     const ServicePort& sp = snap.services.ports()[i];
     vip_be = sp.vip_be;
     vip_port_be = sp.port_be;
+    svc_counters_[sp.counter_id].stateless_reply_packets++;
+    svc_counters_[sp.counter_id].stateless_reply_bytes += rte_pktmbuf_pkt_len(m);
     counters_.nat_reverse_stateless++;
   }
   nat_and_send(m, p, NatSide::kSource, vip_be, vip_port_be, snap);

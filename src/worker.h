@@ -46,6 +46,10 @@ class Worker {
   static int launch(void* worker) { return static_cast<Worker*>(worker)->run(); }
 
   const WorkerCounters& counters() const { return counters_; }
+  const std::vector<ServicePortCounters>& service_port_counters() const { return svc_counters_; }
+  const std::vector<BackendCounters>& backend_counters() const { return backend_counters_; }
+  uint32_t flow_table_size() const { return flow_entries_; }
+  uint32_t flow_table_capacity() const { return flows_.capacity(); }
   unsigned lcore() const { return settings_.lcore; }
 
  private:
@@ -109,6 +113,9 @@ class Worker {
   uint64_t now_tsc_ = 0;
   uint32_t now_s_ = 0;
   WorkerCounters counters_;
+  std::vector<ServicePortCounters> svc_counters_;
+  std::vector<BackendCounters> backend_counters_;
+  volatile uint32_t flow_entries_ = 0;  // flows_.size() as of the last loop, for the exporter
 };
 
 }  // namespace l4lb

@@ -2,7 +2,8 @@
 L4LB_PACKAGES=(
   build-essential g++ meson ninja-build pkg-config
   libdpdk-dev dpdk libnuma-dev libpcap-dev
-  libyaml-cpp-dev nlohmann-json3-dev libcli11-dev libgtest-dev
+  libyaml-cpp-dev nlohmann-json3-dev libcli11-dev libgtest-dev prometheus-cpp-dev
+  prometheus
   python3-scapy python3-pytest iproute2 ethtool procps
 )
 

@@ -212,14 +212,14 @@ class DocumentScan final : public YAML::EventHandler {
 
 // The character at a parser mark, quoted, for "unexpected ..." messages.
 std::string token_at(const std::string& text, const YAML::Mark& mark) {
-  std::istringstream in(text);
-  std::string line;
-  for (int i = 0; i <= mark.line && std::getline(in, line);) {
-    if (i++ < mark.line) line.clear();
+  size_t begin = 0;
+  for (int i = 0; i < mark.line && begin != std::string::npos; ++i) {
+    begin = text.find('\n', begin);
+    if (begin != std::string::npos) ++begin;
   }
-  if (mark.column >= 0 && static_cast<size_t>(mark.column) < line.size()) {
-    char c = line[static_cast<size_t>(mark.column)];
-    if (c > ' ' && c < 0x7f) return quote(std::string(1, c));
+  if (begin != std::string::npos && mark.column >= 0) {
+    size_t at = begin + static_cast<size_t>(mark.column);
+    if (at < text.size() && text[at] > ' ' && text[at] < 0x7f) return quote(text.substr(at, 1));
   }
   return "token";
 }

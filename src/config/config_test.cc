@@ -327,6 +327,25 @@ TEST(ConfigLoad, ControlListenConflicts) {
                 "t.yaml:5: control.metrics.listen: 127.0.0.1:9180 is already used by control.api"});
 }
 
+TEST(ConfigLoad, OneDocumentOnly) {
+  std::string yaml = std::string(kMinimal) + "---\n" + kMinimal;
+  EXPECT_EQ(
+      errors_of(yaml),
+      std::vector<std::string>{"t.yaml:5: only one YAML document is allowed (found a second one)"});
+  // A leading "---" and an empty trailing document are still one document.
+  EXPECT_TRUE(load_config_string(std::string("---\n") + kMinimal + "---\n", "t.yaml").ok());
+}
+
+// yaml-cpp 0.7 loops forever, allocating, when a document starts with ',' (yaml-cpp#1040).
+TEST(ConfigLoad, StrayCommaIsASyntaxErrorNotAHang) {
+  EXPECT_EQ(errors_of(", x\ndataplane: {}\n"),
+            std::vector<std::string>{"t.yaml:1: YAML syntax error: unexpected \",\""});
+  EXPECT_EQ(errors_of("- a\n, b\n"),
+            std::vector<std::string>{"t.yaml:2: YAML syntax error: unexpected \",\""});
+  EXPECT_EQ(errors_of(std::string(kMinimal) + "...\n  ,\n"),
+            std::vector<std::string>{"t.yaml:5: YAML syntax error: unexpected \",\""});
+}
+
 TEST(ConfigLoad, NeverThrowsOnGarbage) {
   for (const char* garbage : {"\t\t:::\n", "{", "[", "\"", "a: b: c", "&a [*a]", "!!binary x",
                               "\xff\xfe\x00", "dataplane: [1, {2: 3}]"}) {

@@ -1,0 +1,41 @@
+"""Smoke test of the benchmark harness (scripts/bench), not of performance.
+
+Runs `scripts/bench --quick --json --no-build --nice 0` (about 25 s: every scenario for
+1 s) and checks the output's shape: one JSON object per scenario, every scenario present
+and successful, the figures positive, the ratio fields present, the generator's sampled
+DNAT checks clean. It asserts no timing bound: benchmarks are not pass/fail.
+
+Uses build/src/l4lbd and build/bench/l4lb-gen (L4LBD=..., L4LB_GEN=... override); a
+missing binary is a failure, never a skip. Run as root.
+"""
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+SCENARIOS = ["baseline", "established-1k", "established-1m", "new-flows", "large-config",
+             "kernel-nftables"]
+
+
+def test_bench_quick_json_shape():
+    r = subprocess.run([str(REPO / "scripts" / "bench"), "--quick", "--json", "--no-build",
+                        "--nice", "0"], capture_output=True, text=True, timeout=150, cwd=REPO)
+    rows = [json.loads(line) for line in r.stdout.splitlines() if line.strip()]
+    assert [row["scenario"] for row in rows] == SCENARIOS, r.stderr[-3000:]
+    for row in rows:
+        assert "error" not in row, f"{row['scenario']}: {row.get('error')}"
+        for key in ("mpps", "ns_per_packet", "offered_mpps", "ratio_to_baseline"):
+            assert isinstance(row[key], (int, float)) and row[key] > 0, (row["scenario"], key, row)
+        assert row["packets"] > 0 and row["drops"] >= 0
+        assert row["checked"] > 0 and row["check_failed"] == 0, row
+        if row["scenario"] != "kernel-nftables":
+            assert row["cycles_per_packet"] > 0 and row["busy_polls"] > 0
+            assert 0 < row["avg_burst"] <= 32
+    assert rows[0]["ratio_to_baseline"] == 1.0
+    assert r.returncode == 0, r.stderr[-3000:]
+    new = next(row for row in rows if row["scenario"] == "new-flows")
+    assert new["flows_created"] > 0
+    big = next(row for row in rows if row["scenario"] == "established-1m")
+    assert big["flows_created"] >= 1_000_000
