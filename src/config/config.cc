@@ -31,7 +31,8 @@ constexpr int64_t kMaxFlowCapacity = 67108864;
 constexpr int64_t kMaxTimeoutS = 604800;  // one week
 constexpr int64_t kMinMaglevSize = 101;
 constexpr int64_t kMaxMaglevSize = 16777216;
-// Maglev paper, section 3.4: M much larger than N keeps the load imbalance small.
+// Maglev (NSDI'16) section 3.4 picks M > 100 x N to keep backend shares within ~1%; below 10 x N
+// the imbalance is large enough to call a mistake.
 constexpr int64_t kMaglevSlotsPerBackend = 10;
 constexpr int64_t kMaxWeight = 1000;
 constexpr int64_t kMaxHealthThreshold = 100;
@@ -856,7 +857,7 @@ void Loader::load_services(const Ref& ref, const DataplaneConfig& dp,
     if (vip_ok) {
       for (size_t j = 0; j < svc.ports.size(); ++j) {
         const ServicePortConfig& sp = svc.ports[j];
-        if (sp.port == 0) continue;  // invalid, already reported
+        if (sp.port == 0) continue;  // had an error, already reported
         auto key = std::make_tuple(sp.protocol, svc.vip, sp.port);
         std::string who =
             service_label(i, svc.name) + (sp.name.empty() ? "" : " port " + quote(sp.name));
@@ -944,10 +945,12 @@ void Loader::load_service_ports(const Ref& ref, ServiceConfig& svc) {
   }
   std::map<std::string, int> names;
   for (const Ref& item : *items) {
+    // One entry per item, valid or not, so that svc.ports[j] is services[i].ports[j].
+    ServicePortConfig& sp = svc.ports.emplace_back();
+    sp.line = item.line;
+    size_t before = error_count();
     auto m = map(item, {"name", "protocol", "port", "targetPort"});
     if (!m) continue;
-    ServicePortConfig sp;
-    sp.line = item.line;
     if (auto f = m->find("name")) {
       if (auto name = string(*f)) {
         sp.name = *name;
@@ -998,7 +1001,8 @@ void Loader::load_service_ports(const Ref& ref, ServiceConfig& svc) {
     } else if (port_ok) {
       sp.target_port = sp.port;
     }
-    svc.ports.push_back(std::move(sp));
+    // port 0 leaves a port with any mistake out of the check for ports exposed twice.
+    if (error_count() != before) sp.port = 0;
   }
 }
 

@@ -327,6 +327,24 @@ TEST(ConfigLoad, ControlListenConflicts) {
                 "t.yaml:5: control.metrics.listen: 127.0.0.1:9180 is already used by control.api"});
 }
 
+TEST(ConfigLoad, APortWithAMistakeIsNotAlsoReportedAsExposedTwice) {
+  std::string yaml = std::string(kMinimal) + R"(services:
+  - name: a
+    vip: 172.16.0.1
+    ports:
+      - 80
+      - {name: a, protocol: TCP, port: 80}
+      - {name: b, protocol: SCTP, port: 80}
+      - {name: c, protocol: TCP, port: 80}
+)";
+  EXPECT_EQ(errors_of(yaml),
+            (std::vector<std::string>{
+                "t.yaml:8: services[0].ports[0]: expected a mapping, got \"80\"",
+                "t.yaml:10: services[0].ports[2].protocol: \"SCTP\" is not supported (TCP or UDP)",
+                "t.yaml:11: services[0].ports[3]: TCP 172.16.0.1:80 is already exposed by Service "
+                "\"a\" port \"a\""}));
+}
+
 TEST(ConfigLoad, OneDocumentOnly) {
   std::string yaml = std::string(kMinimal) + "---\n" + kMinimal;
   EXPECT_EQ(
