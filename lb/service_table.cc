@@ -13,6 +13,11 @@ int ServicePort::pick(uint64_t flow_hash, uint32_t client_ip_be) const noexcept 
   return maglev.lookup(client_ip_affinity ? hash_client_ip(client_ip_be) : flow_hash);
 }
 
+bool ServicePort::has_backend(uint32_t ip_be, uint16_t port_be) const noexcept {
+  return port_be == target_port_be &&
+         std::binary_search(backend_set_be.begin(), backend_set_be.end(), ip_be);
+}
+
 namespace {
 
 size_t slots_for(size_t n) { return std::bit_ceil(std::max<size_t>(8, n * 2)); }
@@ -70,6 +75,8 @@ ServiceTable::ServiceTable(const std::vector<ServiceSpec>& services, uint32_t ma
       sp.acl = acl;
       sp.maglev = table;
       sp.backend_ips_be = ips_be;
+      sp.backend_set_be = ips_be;
+      std::sort(sp.backend_set_be.begin(), sp.backend_set_be.end());
       sp.counter_id = p.counter_id;
       for (const auto& b : table.backends()) {
         const BackendSpec& spec = s.backends[spec_index.at(b.ip)];

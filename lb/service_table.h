@@ -54,7 +54,12 @@ struct ServicePort {
   uint32_t counter_id = 0;
   std::vector<uint32_t> backend_counter_ids;  // in maglev.backends() order
 
+  std::vector<uint32_t> backend_set_be;  // sorted, for has_backend()
+
   bool allows(uint32_t src_be) const noexcept { return !acl || acl->contains(src_be); }
+  // Whether a flow pinned to this endpoint may stay: the backend is still listed (with any
+  // weight: weight 0 drains, it does not evict) and the target port is unchanged.
+  bool has_backend(uint32_t ip_be, uint16_t port_be) const noexcept;
   // Backend index for a new flow, or -1 when no backend takes new flows.
   int pick(uint64_t flow_hash, uint32_t client_ip_be) const noexcept;
 };

@@ -12,12 +12,17 @@ namespace {
 
 constexpr uint32_t kVip = 0xac100c64;  // 172.16.12.100
 
+BackendSpec backend(uint32_t ip, uint32_t weight = 1) { return BackendSpec{ip, weight, {}}; }
+ServicePortSpec port(const char* name, uint8_t proto, uint16_t port, uint16_t target) {
+  return ServicePortSpec{name, proto, port, target, 0};
+}
+
 std::vector<ServiceSpec> two_services() {
-  ServiceSpec web{"frontend", kVip, {{"http", kIpProtoTcp, 80, 8080}, {"https", kIpProtoTcp, 443, 8443}},
+  ServiceSpec web{"frontend", kVip, {port("http", kIpProtoTcp, 80, 8080), port("https", kIpProtoTcp, 443, 8443)},
                   {Ipv4Prefix{0xcb007100, 24}}, false,
-                  {{0x0a04010b, 1}, {0x0a04010c, 1}, {0x0a04010d, 1}}};
-  ServiceSpec dns{"dns", kVip + 1, {{"dns", kIpProtoUdp, 53, 5353}}, {}, true,
-                  {{0x0a04010b, 1}, {0x0a04010c, 1}}};
+                  {backend(0x0a04010b), backend(0x0a04010c), backend(0x0a04010d)}};
+  ServiceSpec dns{"dns", kVip + 1, {port("dns", kIpProtoUdp, 53, 5353)}, {}, true,
+                  {backend(0x0a04010b), backend(0x0a04010c)}};
   return {web, dns};
 }
 
@@ -75,18 +80,33 @@ TEST(ServiceTable, EndpointMapIsUniqueOrAmbiguous) {
   EXPECT_EQ(t.find_endpoint(hton32(0x0a04010d), kIpProtoTcp, hton16(9999)), ServiceTable::kNotFound);
   // Two Services sharing an endpoint make it ambiguous.
   auto specs = two_services();
-  specs.push_back(ServiceSpec{"other", kVip + 2, {{"web", kIpProtoTcp, 80, 8080}}, {}, false,
-                              {{0x0a04010d, 1}}});
+  specs.push_back(ServiceSpec{"other", kVip + 2, {port("web", kIpProtoTcp, 80, 8080)}, {}, false,
+                              {backend(0x0a04010d)}});
   ServiceTable shared(specs, 251);
   EXPECT_EQ(shared.find_endpoint(hton32(0x0a04010d), kIpProtoTcp, hton16(8080)),
             ServiceTable::kAmbiguous);
 }
 
 TEST(ServiceTable, NoBackendsMeansNoPick) {
-  ServiceTable t({ServiceSpec{"empty", kVip, {{"http", kIpProtoTcp, 80, 80}}, {}, false, {}}}, 251);
+  ServiceTable t({ServiceSpec{"empty", kVip, {port("http", kIpProtoTcp, 80, 80)}, {}, false, {}}}, 251);
   const ServicePort* sp = t.find(hton32(kVip), kIpProtoTcp, hton16(80));
   ASSERT_NE(sp, nullptr);
   EXPECT_EQ(sp->pick(12345, 0), -1);
+}
+
+TEST(ServiceTable, HasBackendKeepsDrainedAndDropsRemovedOrRetargeted) {
+  auto specs = two_services();
+  specs[0].backends[2].weight = 0;  // draining: no new flows, still listed
+  ServiceTable t(specs, 251);
+  const ServicePort* http = t.find(hton32(kVip), kIpProtoTcp, hton16(80));
+  EXPECT_TRUE(http->has_backend(hton32(0x0a04010b), hton16(8080)));
+  EXPECT_TRUE(http->has_backend(hton32(0x0a04010d), hton16(8080)));
+  EXPECT_FALSE(http->has_backend(hton32(0x0a04010e), hton16(8080)));
+  EXPECT_FALSE(http->has_backend(hton32(0x0a04010b), hton16(9090)));
+  for (uint16_t sport = 1000; sport < 1300; ++sport) {
+    FlowKey k{hton32(0x0a000002), http->vip_be, hton16(sport), http->port_be, 6};
+    EXPECT_NE(http->backend_ips_be[http->pick(hash_flow(k), 0)], hton32(0x0a04010d));
+  }
 }
 
 }  // namespace

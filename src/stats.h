@@ -18,6 +18,8 @@ constexpr size_t kMaxPorts = 8;
   X(flow_insert_failed, "flow table full: packet sent statelessly by Maglev")          \
   X(flows_expired, "flow entries removed after their timeout")                          \
   X(flows_reopened, "TCP SYN on a closing flow: flow re-picked")                       \
+  X(flows_repicked, "flows whose backend was removed from the Service: re-picked")      \
+  X(flows_orphaned, "flows of a removed Service port: removed on their next packet")    \
   X(nat_forward, "client packets DNATed to a backend")                                  \
   X(nat_reverse, "backend replies reverse-NATed from a flow entry")                     \
   X(nat_reverse_stateless, "backend replies reverse-NATed without a flow entry")        \

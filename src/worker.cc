@@ -340,6 +340,14 @@ void Worker::handle_service(const ServicePort& sp, rte_mbuf* m, const ParsedPack
     hit.entry = nullptr;
     counters_.flows_reopened++;
   }
+  if (hit.entry != nullptr && hit.dir == FlowDir::kForward &&
+      !sp.has_backend(hit.entry->nat.backend_ip, hit.entry->nat.backend_port)) {
+    // Its backend left the Service (drained backends stay listed with weight 0): the
+    // connection is gone anyway; a fresh pick keeps the client's retries working.
+    flows_.remove(hit.entry);
+    hit.entry = nullptr;
+    counters_.flows_repicked++;
+  }
   FlowNat nat;
   if (hit.entry != nullptr && hit.dir == FlowDir::kForward) {
     flows_.update(hit.entry, hit.dir, p.tcp_flags, now_s_);
@@ -374,6 +382,14 @@ void Worker::handle_reply(rte_mbuf* m, const ParsedPacket& p, uint64_t hash,
   FlowHit hit = flows_.lookup(p.key, hash, now_s_);
   uint32_t vip_be;
   uint16_t vip_port_be;
+  if (hit.entry != nullptr && hit.dir == FlowDir::kReverse &&
+      snap.services.find(hit.entry->nat.vip, p.proto, hit.entry->nat.vip_port) == nullptr) {
+    // The Service port this flow belonged to was removed: its flows end here.
+    flows_.remove(hit.entry);
+    counters_.flows_orphaned++;
+    drop(m, DropReason::kNoFlow);
+    return;
+  }
   if (hit.entry != nullptr && hit.dir == FlowDir::kReverse) {
     flows_.update(hit.entry, hit.dir, p.tcp_flags, now_s_);
     vip_be = hit.entry->nat.vip;
@@ -383,7 +399,10 @@ void Worker::handle_reply(rte_mbuf* m, const ParsedPacket& p, uint64_t hash,
     bc.from_bytes += rte_pktmbuf_pkt_len(m);
     counters_.nat_reverse++;
   } else {
-    if (hit.entry != nullptr) flows_.remove(hit.entry);  // its Service is gone
+    if (hit.entry != nullptr) {  // a client packet of a flow whose VIP is gone
+      flows_.remove(hit.entry);
+      counters_.flows_orphaned++;
+    }
     // No flow entry (expired, restarted, or another instance made it): an endpoint of
     // exactly one Service port still says which VIP the reply must come from.
     uint32_t i = snap.services.find_endpoint(p.ip->src, p.proto, p.key.src_port);
