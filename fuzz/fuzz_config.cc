@@ -24,8 +24,8 @@ namespace {
   std::fprintf(stderr, "fuzz_config invariant broken: %s\n", what);
   std::abort();
 }
-#define CHECK(cond) \
-  do {              \
+#define CHECK(cond)           \
+  do {                        \
     if (!(cond)) fail(#cond); \
   } while (0)
 
@@ -107,8 +107,8 @@ void check_valid(const config::Config& c) {
   for (const auto& s : c.services) {
     for (const auto& p : s.ports) {
       ++n_ports;
-      const ServicePort* sp = table.find(hton32(s.vip), static_cast<uint8_t>(p.protocol),
-                                         hton16(p.port));
+      const ServicePort* sp =
+          table.find(hton32(s.vip), static_cast<uint8_t>(p.protocol), hton16(p.port));
       CHECK(sp != nullptr && sp->target_port_be == hton16(p.target_port));
       CHECK(table.is_vip(hton32(s.vip)));
     }

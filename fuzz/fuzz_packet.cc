@@ -29,8 +29,8 @@ namespace {
   std::fprintf(stderr, "fuzz_packet invariant broken: %s\n", what);
   std::abort();
 }
-#define CHECK(cond) \
-  do {              \
+#define CHECK(cond)           \
+  do {                        \
     if (!(cond)) fail(#cond); \
   } while (0)
 
@@ -45,27 +45,28 @@ const ServiceTable& services() {
     std::vector<ServiceSpec> specs(4);
     specs[0].name = "frontend";
     specs[0].vip = ip4(172, 16, 12, 100);
-    specs[0].ports = {ServicePortSpec{.name = "http", .proto = kIpProtoTcp, .port = 80,
-                                      .target_port = 8080}};
-    specs[0].source_ranges = {Ipv4Prefix{ip4(203, 0, 113, 0), 24}, Ipv4Prefix{ip4(10, 0, 0, 0), 24}};
+    specs[0].ports = {
+        ServicePortSpec{.name = "http", .proto = kIpProtoTcp, .port = 80, .target_port = 8080}};
+    specs[0].source_ranges = {Ipv4Prefix{ip4(203, 0, 113, 0), 24},
+                              Ipv4Prefix{ip4(10, 0, 0, 0), 24}};
     specs[0].backends = {BackendSpec{.ip = ip4(10, 4, 1, 11)}, BackendSpec{.ip = ip4(10, 4, 1, 12)},
                          BackendSpec{.ip = ip4(10, 4, 1, 13), .weight = 2}};
     specs[1].name = "dns";
     specs[1].vip = ip4(172, 16, 12, 101);
-    specs[1].ports = {ServicePortSpec{.name = "dns", .proto = kIpProtoUdp, .port = 53,
-                                      .target_port = 5353}};
+    specs[1].ports = {
+        ServicePortSpec{.name = "dns", .proto = kIpProtoUdp, .port = 53, .target_port = 5353}};
     specs[1].client_ip_affinity = true;
-    specs[1].backends = {BackendSpec{.ip = ip4(10, 4, 1, 21)}, BackendSpec{.ip = ip4(10, 4, 1, 22)}};
+    specs[1].backends = {BackendSpec{.ip = ip4(10, 4, 1, 21)},
+                         BackendSpec{.ip = ip4(10, 4, 1, 22)}};
     specs[2].name = "empty";
     specs[2].vip = ip4(172, 16, 12, 102);
-    specs[2].ports = {ServicePortSpec{.name = "http", .proto = kIpProtoTcp, .port = 80,
-                                      .target_port = 8080}};
+    specs[2].ports = {
+        ServicePortSpec{.name = "http", .proto = kIpProtoTcp, .port = 80, .target_port = 8080}};
     specs[3].name = "shared";
     specs[3].vip = ip4(172, 16, 12, 103);
-    specs[3].ports = {ServicePortSpec{.name = "a", .proto = kIpProtoTcp, .port = 80,
-                                      .target_port = 8080},
-                      ServicePortSpec{.name = "b", .proto = kIpProtoUdp, .port = 53,
-                                      .target_port = 5353}};
+    specs[3].ports = {
+        ServicePortSpec{.name = "a", .proto = kIpProtoTcp, .port = 80, .target_port = 8080},
+        ServicePortSpec{.name = "b", .proto = kIpProtoUdp, .port = 53, .target_port = 5353}};
     specs[3].backends = {BackendSpec{.ip = ip4(10, 4, 1, 11)}, BackendSpec{.ip = ip4(10, 4, 1, 21)},
                          BackendSpec{.ip = ip4(10, 4, 1, 30), .weight = 0}};
     return ServiceTable(specs, 251);
@@ -190,7 +191,7 @@ void rewrite_copy(const uint8_t* data, uint32_t len, const ParsedPacket& orig, u
   const size_t l4_csum = l4_off + (p.proto == kIpProtoTcp ? 16 : 6);
   for (size_t i = 0; i < len; ++i) {
     const bool changed_ok =
-        (i >= ip_off + 8 && i < ip_off + 9) ||   // ttl
+        (i >= ip_off + 8 && i < ip_off + 9) ||    // ttl
         (i >= ip_off + 10 && i < ip_off + 20) ||  // checksum, src, dst
         ((p.proto == kIpProtoTcp || p.proto == kIpProtoUdp) &&
          ((i >= l4_off && i < l4_off + 4) || (i >= l4_csum && i < l4_csum + 2)));
@@ -199,8 +200,7 @@ void rewrite_copy(const uint8_t* data, uint32_t len, const ParsedPacket& orig, u
   // A DNAT to a real backend (and reverse NAT to a real VIP) leaves a frame that parses the
   // same way, with the new 5-tuple.
   if (realistic) {
-    ParsedPacket again =
-        parse_frame(copy.get(), len, ParseOptions{.verify_ipv4_checksum = ip_ok});
+    ParsedPacket again = parse_frame(copy.get(), len, ParseOptions{.verify_ipv4_checksum = ip_ok});
     CHECK(again.kind == PacketKind::kIpv4 && again.l4_len == p.l4_len);
     if (p.proto == kIpProtoTcp || p.proto == kIpProtoUdp) CHECK(again.key == k);
   }

@@ -151,7 +151,7 @@ class Capture:
     def __init__(self, ns, ifname, bpf, path):
         self.path = path
         self.proc = subprocess.Popen(
-            ["ip", "netns", "exec", ns, "tcpdump", "-i", ifname, "-n", "-U", "-s", "0",
+            ["ip", "netns", "exec", ns, "tcpdump", "-i", ifname, "-n", "-U", "--immediate-mode", "-Z", "root", "-s", "0",
              "-w", str(path), bpf],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         ok, seen = wait_for_line(self.proc.stderr, self.proc, "listening on", 10)

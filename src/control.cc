@@ -1,5 +1,6 @@
 #include "src/control.h"
 
+#include <algorithm>
 #include <chrono>
 #include <exception>
 
@@ -10,8 +11,7 @@ namespace l4lb {
 namespace {
 
 double wall_seconds() {
-  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
 }  // namespace
@@ -20,8 +20,10 @@ Control::Control(std::string config_path, config::Config running,
                  const std::vector<PortInfo>& ports, SnapshotPublisher& publisher)
     : config_path_(std::move(config_path)),
       running_(std::move(running)),
+      sources_(running_.services.size(), ServiceSource::kFile),
       ports_(ports),
-      publisher_(publisher) {}
+      publisher_(publisher),
+      started_at_(wall_seconds()) {}
 
 void Control::start() {
   std::lock_guard lock(mutex_);
@@ -46,19 +48,28 @@ void Control::warn_restart_only(const config::Config& next) const {
       a.flow_table.tcp_timeout_s != b.flow_table.tcp_timeout_s ||
       a.flow_table.tcp_transitory_timeout_s != b.flow_table.tcp_transitory_timeout_s ||
       a.flow_table.udp_timeout_s != b.flow_table.udp_timeout_s) {
-    L4LB_WARN("reload: dataplane ports, workers, eal and flowTable changes take effect on restart;"
-              " services, routes and neighbors are applied now");
+    L4LB_WARN(
+        "reload: dataplane ports, workers, eal and flowTable changes take effect on restart;"
+        " services, routes and neighbors are applied now");
   }
 }
 
-bool Control::reload() {
+bool Control::reload() { return reload_file().applied(); }
+
+ChangeResult Control::reload_file() {
   config::LoadResult result = config::load_config_file(config_path_);
   std::lock_guard lock(mutex_);
   if (!result.ok()) {
     ++reloads_failed_;
-    for (const auto& e : result.errors) L4LB_ERROR("reload rejected: %s", e.to_string().c_str());
+    last_reload_errors_.clear();
+    ChangeResult out{ChangeStatus::kFailed, {}, generation_};
+    for (const auto& e : result.errors) {
+      L4LB_ERROR("reload rejected: %s", e.to_string().c_str());
+      last_reload_errors_.push_back(e.to_string());
+      out.errors.push_back({"", e.to_string(), e.line});
+    }
     L4LB_ERROR("reload rejected: keeping generation %lu", static_cast<unsigned long>(generation_));
-    return false;
+    return out;
   }
   config::Config next = std::move(*result.config);
   warn_restart_only(next);
@@ -72,15 +83,101 @@ bool Control::reload() {
   } catch (const std::exception& e) {
     ++reloads_failed_;
     L4LB_ERROR("reload rejected: %s: %s", config_path_.c_str(), e.what());
-    return false;
+    last_reload_errors_ = {config_path_ + ": " + e.what()};
+    return {ChangeStatus::kFailed, {{"", last_reload_errors_.front(), 0}}, generation_};
   }
   ++generation_;
   ++reloads_ok_;
   last_reload_time_ = wall_seconds();
+  last_reload_errors_.clear();
   running_ = std::move(next);
+  // The file replaces every API edit (documented in the README).
+  sources_.assign(running_.services.size(), ServiceSource::kFile);
   L4LB_INFO("reloaded %s: generation %lu", config_path_.c_str(),
             static_cast<unsigned long>(generation_));
-  return true;
+  return {ChangeStatus::kOk, {}, generation_};
+}
+
+ChangeResult Control::apply_locked(config::Config next, std::vector<ServiceSource> sources,
+                                   ChangeStatus ok_status, const std::string& what) {
+  // Defence in depth: the request was checked on its own; this checks it among the others.
+  if (auto errors = config::validate_services(next); !errors.empty()) {
+    return {ChangeStatus::kConflict, std::move(errors), generation_};
+  }
+  try {
+    publisher_.publish(build_snapshot(next, ports_, generation_ + 1, slots_));
+  } catch (const std::exception& e) {
+    L4LB_ERROR("api: %s rejected: %s", what.c_str(), e.what());
+    return {ChangeStatus::kFailed, {{"", e.what(), 0}}, generation_};
+  }
+  ++generation_;
+  ++api_changes_;
+  running_ = std::move(next);
+  sources_ = std::move(sources);
+  L4LB_INFO("api: %s: generation %lu", what.c_str(), static_cast<unsigned long>(generation_));
+  return {ok_status, {}, generation_};
+}
+
+ChangeResult Control::put_service(const std::string& name, std::string_view document) {
+  std::lock_guard lock(mutex_);
+  config::ServiceLoadResult loaded = config::load_service_string(document, running_.dataplane);
+  if (!loaded.ok()) return {ChangeStatus::kInvalid, std::move(loaded.errors), generation_};
+  config::ServiceConfig& svc = *loaded.service;
+  if (svc.name != name) {
+    return {ChangeStatus::kInvalid,
+            {{"name",
+              "name: \"" + svc.name + "\" does not match the Service in the URL (\"" + name + "\")",
+              svc.line}},
+            generation_};
+  }
+  if (auto conflict = config::find_exposure_conflict(running_.services, svc)) {
+    return {ChangeStatus::kConflict, {*conflict}, generation_};
+  }
+  config::Config next = running_;
+  std::vector<ServiceSource> sources = sources_;
+  auto it = std::find_if(next.services.begin(), next.services.end(),
+                         [&](const config::ServiceConfig& s) { return s.name == name; });
+  ChangeStatus status = ChangeStatus::kOk;
+  if (it == next.services.end()) {
+    next.services.push_back(std::move(svc));
+    sources.push_back(ServiceSource::kApi);
+    status = ChangeStatus::kCreated;
+  } else {
+    *it = std::move(svc);
+    sources[static_cast<size_t>(it - next.services.begin())] = ServiceSource::kApi;
+  }
+  return apply_locked(std::move(next), std::move(sources), status, "PUT Service " + name);
+}
+
+ChangeResult Control::delete_service(const std::string& name) {
+  std::lock_guard lock(mutex_);
+  auto it = std::find_if(running_.services.begin(), running_.services.end(),
+                         [&](const config::ServiceConfig& s) { return s.name == name; });
+  if (it == running_.services.end()) {
+    return {ChangeStatus::kNotFound, {{"", "no Service named \"" + name + "\"", 0}}, generation_};
+  }
+  const auto i = static_cast<size_t>(it - running_.services.begin());
+  config::Config next = running_;
+  std::vector<ServiceSource> sources = sources_;
+  next.services.erase(next.services.begin() + static_cast<std::ptrdiff_t>(i));
+  sources.erase(sources.begin() + static_cast<std::ptrdiff_t>(i));
+  return apply_locked(std::move(next), std::move(sources), ChangeStatus::kOk,
+                      "DELETE Service " + name);
+}
+
+ControlView Control::view() const {
+  std::lock_guard lock(mutex_);
+  ControlView v;
+  v.running = running_;
+  v.sources = sources_;
+  v.generation = generation_;
+  v.started_at = started_at_;
+  v.last_reload_time = last_reload_time_;
+  v.reloads_ok = reloads_ok_;
+  v.reloads_failed = reloads_failed_;
+  v.api_changes = api_changes_;
+  v.last_reload_errors = last_reload_errors_;
+  return v;
 }
 
 }  // namespace l4lb

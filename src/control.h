@@ -1,5 +1,7 @@
-// The control thread's state: the config file, the running config, snapshot
-// generations, and reloads (SIGHUP now; the API later). Control thread only.
+// The control plane's state: the config file, the running config (the file plus REST API
+// edits), snapshot generations, and every change (SIGHUP, API). Called from the main
+// thread and the API server's threads; each change runs under mutex() while it builds and
+// publishes a snapshot. Never called from a worker.
 #pragma once
 
 #include <cstdint>
@@ -13,6 +15,39 @@
 
 namespace l4lb {
 
+// Where a running Service came from: the file, or a REST API edit made since the file was
+// last (re)loaded. A reload (SIGHUP, POST /v1/reload) replaces every API edit with the file.
+enum class ServiceSource : uint8_t { kFile, kApi };
+
+enum class ChangeStatus : uint8_t {
+  kOk,        // applied (or the reload ran): a new generation is published
+  kCreated,   // applied; the Service did not exist before
+  kInvalid,   // the request itself is wrong (400)
+  kConflict,  // it clashes with another running Service (409)
+  kNotFound,  // no such Service (404)
+  kFailed,    // valid, but the snapshot could not be built, or the file is bad (reload)
+};
+
+struct ChangeResult {
+  ChangeStatus status = ChangeStatus::kOk;
+  std::vector<config::FieldError> errors;  // every reason when not applied
+  uint64_t generation = 0;                 // the running generation afterwards
+  bool applied() const { return status == ChangeStatus::kOk || status == ChangeStatus::kCreated; }
+};
+
+// A consistent copy of what the API shows, taken under the mutex.
+struct ControlView {
+  config::Config running;
+  std::vector<ServiceSource> sources;  // one per running.services entry
+  uint64_t generation = 0;
+  double started_at = 0;  // wall-clock seconds
+  double last_reload_time = 0;
+  uint64_t reloads_ok = 0;
+  uint64_t reloads_failed = 0;
+  uint64_t api_changes = 0;
+  std::vector<std::string> last_reload_errors;  // of the last failed reload, `file:line: ...`
+};
+
 class Control {
  public:
   Control(std::string config_path, config::Config running, const std::vector<PortInfo>& ports,
@@ -23,6 +58,15 @@ class Control {
   // Re-reads the file. A bad file keeps the running snapshot; every error is logged as
   // `file:line: reason`. Returns whether the new config now runs.
   bool reload();
+  // reload() that also returns why the file was rejected (for POST /v1/reload).
+  ChangeResult reload_file();
+
+  // REST API edits. put_service parses `document` (one Service as YAML or JSON) against the
+  // running data plane with the file loader's checks; its name must be `name`. Both leave
+  // the running config untouched unless they succeed.
+  ChangeResult put_service(const std::string& name, std::string_view document);
+  ChangeResult delete_service(const std::string& name);
+  ControlView view() const;
 
   uint64_t generation() const { return generation_; }
   const CounterSlots& slots() const { return slots_; }
@@ -35,9 +79,13 @@ class Control {
 
  private:
   void warn_restart_only(const config::Config& next) const;
+  // Builds and publishes `next`; on success it becomes the running config. Mutex held.
+  ChangeResult apply_locked(config::Config next, std::vector<ServiceSource> sources,
+                            ChangeStatus ok_status, const std::string& what);
 
   std::string config_path_;
   config::Config running_;
+  std::vector<ServiceSource> sources_;  // parallel to running_.services
   const std::vector<PortInfo>& ports_;
   SnapshotPublisher& publisher_;
   mutable std::mutex mutex_;
@@ -46,6 +94,9 @@ class Control {
   double last_reload_time_ = 0;
   uint64_t reloads_ok_ = 0;
   uint64_t reloads_failed_ = 0;
+  uint64_t api_changes_ = 0;
+  double started_at_ = 0;
+  std::vector<std::string> last_reload_errors_;
 };
 
 }  // namespace l4lb

@@ -39,8 +39,14 @@ EalPlan plan_eal(const config::Config& cfg, const std::string& eal_passthrough) 
   if (!mapped) plan.args.insert(plan.args.end(), {"-l", lcores});
   plan.args.insert(plan.args.end(), {"--main-lcore", std::to_string(plan.main_lcore)});
   for (auto& a : extra) plan.args.push_back(std::move(a));
-  for (const auto& p : cfg.dataplane.ports) {
+  const auto& ports = cfg.dataplane.ports;
+  for (const auto& p : ports) {
     for (auto& a : device_eal_args(p.device)) plan.args.push_back(std::move(a));
+  }
+  for (size_t i = 0; i < ports.size(); ++i) {
+    if (ports[i].tap.empty()) continue;
+    plan.args.push_back("--vdev");
+    plan.args.push_back(tap_vdev(i, ports[i].tap));
   }
   return plan;
 }

@@ -15,6 +15,7 @@
 #include <memory>
 #include <thread>
 
+#include "src/api/server.h"
 #include "src/control.h"
 #include "src/eal.h"
 #include "src/log.h"
@@ -22,6 +23,7 @@
 #include "src/port.h"
 #include "src/snapshot.h"
 #include "src/stats.h"
+#include "src/telemetry.h"
 #include "src/worker.h"
 
 namespace {
@@ -126,6 +128,8 @@ int run(const std::string& config_path, const std::string& eal_args,
     }
   }
   auto metrics = std::make_unique<MetricsExporter>(cfg.control.metrics, workers, ports, control);
+  auto api_server = std::make_unique<api::ApiServer>(cfg.control, control, workers, ports);
+  auto telemetry = register_telemetry(workers, ports, control, *publisher);
   L4LB_INFO("metrics: http://%s:%d/metrics", cfg.control.metrics.host.c_str(),
             metrics->bound_port());
   L4LB_INFO("ready: %zu worker(s), %zu port(s)", workers.size(), ports.size());
@@ -135,8 +139,10 @@ int run(const std::string& config_path, const std::string& eal_args,
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   L4LB_INFO("stopping");
+  api_server.reset();  // no API change in flight while the workers stop
   rte_eal_mp_wait_lcore();  // workers flush their TX buffers before returning
   metrics.reset();  // no scrape may read workers being torn down
+  telemetry.reset();
 
   std::vector<const WorkerCounters*> all;
   for (auto& w : workers) all.push_back(&w->counters());

@@ -5,6 +5,9 @@
 #include <rte_lcore.h>
 #include <rte_mbuf.h>
 
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
 #include <map>
 #include <regex>
 #include <stdexcept>
@@ -34,6 +37,65 @@ std::string device_name(const std::string& device) { return device.substr(0, dev
 
 }  // namespace
 
+std::string tap_vdev(size_t index, const std::string& ifname) {
+  return "net_tap_l4lb" + std::to_string(index) + ",iface=" + ifname;
+}
+
+namespace {
+
+// Runs `ip ARGS...` for the kernel side of a twin; names and addresses were validated.
+void run_ip(const std::string& args) {
+  const std::string cmd = "ip " + args + " 2>&1";
+  if (int rc = std::system(cmd.c_str()); rc != 0) {
+    L4LB_WARN("kernel twin: '%s' failed (status %d)", cmd.c_str(), rc);
+  }
+}
+
+// Sets up port p's kernel twin: a net_tap queue pair per worker, the port's MAC (so the
+// kernel's frames leave the port as they are), the port's address, and the config's
+// routes whose next hop sits on this port's subnet.
+void start_tap(PortInfo& p, size_t index, const config::PortConfig& pc,
+               const config::DataplaneConfig& dp) {
+  const std::string name = device_name(tap_vdev(index, pc.tap));
+  if (int rc = rte_eth_dev_get_port_by_name(name.c_str(), &p.tap_port_id); rc != 0) {
+    fail(p, "kernel twin " + pc.tap + " missing", rc);
+  }
+  rte_eth_conf conf{};
+  if (int rc = rte_eth_dev_configure(p.tap_port_id, p.queues, p.queues, &conf); rc != 0) {
+    fail(p, "kernel twin configure", rc);
+  }
+  for (uint16_t q = 0; q < p.queues; ++q) {
+    if (rte_eth_rx_queue_setup(p.tap_port_id, q, 256, p.socket, nullptr, p.pool) != 0 ||
+        rte_eth_tx_queue_setup(p.tap_port_id, q, 256, p.socket, nullptr) != 0) {
+      fail(p, "kernel twin queues", -EINVAL);
+    }
+  }
+  rte_ether_addr mac;
+  std::copy(p.mac.b, p.mac.b + 6, mac.addr_bytes);
+  if (int rc = rte_eth_dev_default_mac_addr_set(p.tap_port_id, &mac); rc != 0) {
+    fail(p, "kernel twin MAC", rc);
+  }
+  if (int rc = rte_eth_dev_start(p.tap_port_id); rc != 0) fail(p, "kernel twin start", rc);
+  p.has_tap = true;
+  p.tap = pc.tap;
+  // IPv4 only: keep the kernel's IPv6 chatter (router solicitations) off the wire.
+  if (FILE* f = std::fopen(("/proc/sys/net/ipv6/conf/" + pc.tap + "/disable_ipv6").c_str(), "w")) {
+    std::fputs("1", f);
+    std::fclose(f);
+  }
+  run_ip("addr replace " + format_prefix(pc.address) + " dev " + pc.tap);
+  run_ip("link set " + pc.tap + " up");
+  for (const auto& r : dp.routes) {
+    if (r.prefix.len == 0 || r.via == 0 || !pc.address.contains(r.via)) continue;
+    run_ip("route replace " + format_prefix(Ipv4Prefix{r.prefix.network(), r.prefix.len}) +
+           " via " + format_ipv4(r.via) + " dev " + pc.tap);
+  }
+  L4LB_INFO("port %s: kernel twin %s carries %s/%u (host traffic, ARP replies)", p.name.c_str(),
+            pc.tap.c_str(), format_ipv4(pc.address.addr).c_str(), pc.address.len);
+}
+
+}  // namespace
+
 std::vector<std::string> device_eal_args(const std::string& device) {
   if (is_pci_address(device)) return {"-a", device};
   return {"--vdev", device};
@@ -58,12 +120,17 @@ std::vector<PortInfo> start_ports(const config::DataplaneConfig& dp, uint16_t qu
     p.socket = socket < 0 ? static_cast<int>(rte_socket_id()) : socket;
 
     if (!pools.count(p.socket)) {
+      // One segment per frame, whatever the MTU: the parser reads one contiguous buffer.
+      uint32_t max_mtu = 0;
+      for (const auto& any : dp.ports) max_mtu = std::max(max_mtu, any.mtu);
+      const auto data_room = static_cast<uint16_t>(std::max<uint32_t>(
+          RTE_MBUF_DEFAULT_BUF_SIZE, RTE_PKTMBUF_HEADROOM + max_mtu + 14 + 4 + 4));
       // Enough for every RX ring, TX ring, the burst in hand and the neighbour hold
       // queues of every port and queue on this socket.
       unsigned n = static_cast<unsigned>(dp.ports.size()) * queues * (kRxDesc + kTxDesc + 512) + 4096;
       std::string pool_name = "l4lb_mbuf_s" + std::to_string(p.socket);
       rte_mempool* pool = rte_pktmbuf_pool_create(pool_name.c_str(), n, kPoolCache, 0,
-                                                  RTE_MBUF_DEFAULT_BUF_SIZE, p.socket);
+                                                  data_room, p.socket);
       if (pool == nullptr) fail(p, "cannot create mbuf pool", rte_errno);
       pools[p.socket] = pool;
     }
@@ -132,6 +199,7 @@ std::vector<PortInfo> start_ports(const config::DataplaneConfig& dp, uint16_t qu
               p.name.c_str(), p.device.c_str(), p.port_id, p.socket, format_mac(p.mac).c_str(),
               format_ipv4(pc.address.addr).c_str(), pc.address.len, p.mtu, queues,
               p.tx_csum_offload ? "TX offload" : "software (RFC 1624 incremental)");
+    if (!pc.tap.empty()) start_tap(p, ports.size(), pc, dp);
     ports.push_back(std::move(p));
   }
   return ports;
@@ -139,6 +207,10 @@ std::vector<PortInfo> start_ports(const config::DataplaneConfig& dp, uint16_t qu
 
 void stop_ports(std::vector<PortInfo>& ports) {
   for (auto& p : ports) {
+    if (p.has_tap) {
+      rte_eth_dev_stop(p.tap_port_id);
+      rte_eth_dev_close(p.tap_port_id);  // the kernel interface goes with it
+    }
     if (int rc = rte_eth_dev_stop(p.port_id); rc != 0) {
       L4LB_WARN("port %s: stop: %s", p.name.c_str(), rte_strerror(-rc));
     }

@@ -26,12 +26,18 @@ struct PortInfo {
   uint32_t mtu = 1500;
   uint16_t queues = 1;
   bool tx_csum_offload = false;  // the NIC fills IPv4 and TCP/UDP checksums
+  // Kernel twin (net_tap) for the host's own traffic; same MAC and address as the port.
+  bool has_tap = false;
+  uint16_t tap_port_id = 0;
+  std::string tap;
   rte_mempool* pool = nullptr;
   bool in_subnet(uint32_t ip_be) const { return (ip_be & mask_be) == (addr_be & mask_be); }
 };
 
 // The EAL argument that attaches a device: PCI addresses with -a, everything else --vdev.
 std::vector<std::string> device_eal_args(const std::string& device);
+// The net_tap device of port `index`'s kernel twin.
+std::string tap_vdev(size_t index, const std::string& ifname);
 
 // Sets up and starts every port; throws std::runtime_error naming the port on failure.
 std::vector<PortInfo> start_ports(const config::DataplaneConfig& dp, uint16_t queues);

@@ -96,6 +96,7 @@ int Worker::run() noexcept {
       received += n;
       process_burst(p, pkts, n, *snap);
     }
+    received += poll_kernel();
     for (rte_ring* ring : handoff_in_) {
       if (ring == nullptr) continue;
       uint16_t n = static_cast<uint16_t>(rte_ring_dequeue_burst(ring, reinterpret_cast<void**>(pkts), kBurst, nullptr));
@@ -282,7 +283,12 @@ void Worker::handle_arp(uint16_t in_port, rte_mbuf* m, const ParsedPacket& p,
     return;
   }
   if (op != kArpRequest) {
-    rte_pktmbuf_free(m);  // a reply for us: learned above
+    // A reply for us: learned above; the kernel twin may be waiting for it too.
+    if (port.has_tap && target == port.addr_be) {
+      to_kernel(in_port, m);
+    } else {
+      rte_pktmbuf_free(m);
+    }
     return;
   }
   // Answer in place (VIPs and port addresses alike resolve to this port's MAC).
@@ -300,6 +306,10 @@ void Worker::handle_arp(uint16_t in_port, rte_mbuf* m, const ParsedPacket& p,
 void Worker::handle_ipv4(uint16_t in_port, rte_mbuf* m, const ParsedPacket& p, uint64_t hash,
                          const Snapshot& snap) noexcept {
   const uint32_t dst = p.ip->dst;
+  if (p.proto == kIpProtoIcmp && ports_[in_port].has_tap && dst == ports_[in_port].addr_be) {
+    to_kernel(in_port, m);  // the host's own ICMP: ping, errors for its probes
+    return;
+  }
   if (p.proto == kIpProtoIcmp) {
     auto* icmp = static_cast<IcmpHdr*>(p.l4);
     const bool owned = owns_address(dst) || snap.services.is_vip(dst);
@@ -310,8 +320,17 @@ void Worker::handle_ipv4(uint16_t in_port, rte_mbuf* m, const ParsedPacket& p, u
     }
     return;
   }
+  if (owns_address(p.ip->src) || snap.services.is_vip(p.ip->src)) {
+    // Martian: nobody else may use l4lb's own addresses as a source (RFC 1812 5.3.7).
+    drop(m, DropReason::kIpv4BadSrc);
+    return;
+  }
   if (owns_address(dst)) {
-    drop(m, DropReason::kHostUnsupported);
+    if (ports_[in_port].has_tap && dst == ports_[in_port].addr_be) {
+      to_kernel(in_port, m);
+    } else {
+      drop(m, DropReason::kHostUnsupported);
+    }
     return;
   }
   if (p.ip->ttl <= 1) {
@@ -559,6 +578,29 @@ void Worker::tx(uint16_t port, rte_mbuf* m) noexcept {
   pc.tx_packets++;
   pc.tx_bytes += rte_pktmbuf_pkt_len(m);
   rte_eth_tx_buffer(ports_[port].port_id, settings_.queue, tx_buffers_[port], m);
+}
+
+void Worker::to_kernel(uint16_t port, rte_mbuf* m) noexcept {
+  if (rte_eth_tx_burst(ports_[port].tap_port_id, settings_.queue, &m, 1) == 1) {
+    counters_.to_kernel++;
+  } else {
+    drop(m, DropReason::kTxFull);
+  }
+}
+
+uint32_t Worker::poll_kernel() noexcept {
+  uint32_t total = 0;
+  rte_mbuf* pkts[kBurst];
+  for (uint16_t p = 0; p < ports_.size(); ++p) {
+    if (!ports_[p].has_tap) continue;
+    // The kernel resolved its next hop itself (its ARP goes out and answers come back
+    // through to_kernel), and the twin shares the port's MAC: frames leave as they are.
+    const uint16_t n = rte_eth_rx_burst(ports_[p].tap_port_id, settings_.queue, pkts, kBurst);
+    for (uint16_t i = 0; i < n; ++i) tx(p, pkts[i]);
+    counters_.from_kernel += n;
+    total += n;
+  }
+  return total;
 }
 
 void Worker::drop(rte_mbuf* m, DropReason reason) noexcept {

@@ -87,6 +87,9 @@ class Worker {
   void send_arp_request(uint16_t out_port, uint32_t target_be) noexcept;
   void release(uint32_t n, rte_mbuf** held, const MacAddr& mac) noexcept;
   void tx(uint16_t port, rte_mbuf* m) noexcept;
+  // Exception path: hands a frame to port's kernel twin (slow path: a syscall per burst).
+  void to_kernel(uint16_t port, rte_mbuf* m) noexcept;
+  uint32_t poll_kernel() noexcept;
   void drop(rte_mbuf* m, DropReason reason) noexcept;
   bool owns_address(uint32_t ip_be) const noexcept;
   static void tx_failed(rte_mbuf** pkts, uint16_t unsent, void* ctx);

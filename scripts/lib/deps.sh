@@ -3,8 +3,10 @@ L4LB_PACKAGES=(
   build-essential g++ meson ninja-build pkg-config
   libdpdk-dev dpdk libnuma-dev libpcap-dev
   libyaml-cpp-dev nlohmann-json3-dev libcli11-dev libgtest-dev prometheus-cpp-dev
+  libcpp-httplib-dev   # REST API server (l4lbd) and client (l4lbctl)
   prometheus
-  python3-scapy python3-pytest iproute2 ethtool procps
+  python3-scapy python3-pytest iproute2 iputils-ping ethtool tcpdump procps
+  clang-14 libclang-rt-14-dev   # libFuzzer targets (fuzz/)
 )
 
 # Installs only what is missing, so a prepared machine starts at once.

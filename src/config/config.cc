@@ -4,6 +4,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -230,12 +231,14 @@ class Loader {
   explicit Loader(std::string file) : file_(std::move(file)) {}
 
   LoadResult load(std::string_view yaml);
+  ServiceLoadResult load_one_service(std::string_view yaml, const DataplaneConfig& dp);
 
  private:
   // Reports a second document, or a syntax error yaml-cpp would loop on. False: stop there.
   bool scan_stream(const std::string& text);
   void error(int line, const std::string& path, const std::string& message) {
     errors_.push_back({file_, line, path.empty() ? message : path + ": " + message});
+    fields_.push_back({path == "top level" ? "" : path, errors_.back().message, line});
   }
   size_t error_count() const { return errors_.size(); }
 
@@ -279,6 +282,7 @@ class Loader {
 
   std::string file_;
   std::vector<ConfigError> errors_;
+  std::vector<FieldError> fields_;  // the same errors with their path apart (single Service)
 };
 
 std::optional<MapView> Loader::map(const Ref& ref, std::initializer_list<std::string_view> keys) {
@@ -449,6 +453,32 @@ LoadResult Loader::load(std::string_view yaml) {
                    [](const ConfigError& a, const ConfigError& b) { return a.line < b.line; });
   if (!errors_.empty()) return {std::nullopt, std::move(errors_)};
   return {std::move(config), {}};
+}
+
+ServiceLoadResult Loader::load_one_service(std::string_view yaml, const DataplaneConfig& dp) {
+  std::string text(yaml);
+  YAML::Node root;
+  try {
+    if (!scan_stream(text)) return {std::nullopt, std::move(fields_)};
+    root = YAML::Load(text);
+  } catch (const YAML::Exception& e) {
+    error(e.mark.is_null() ? 0 : e.mark.line + 1, "", "YAML syntax error: " + e.msg);
+    return {std::nullopt, std::move(fields_)};
+  }
+  if (root.IsNull()) {
+    error(1, "", "expected a Service (a mapping), got nothing");
+    return {std::nullopt, std::move(fields_)};
+  }
+  ServiceConfig svc;
+  int root_line = std::max(line_of(root), 1);
+  svc.line = root_line;
+  int name_line = root_line;
+  // The path is relative to the Service: "vip", "ports[0].port".
+  load_service(Ref{root, "", root_line, root_line}, 0, dp, svc, name_line);
+  std::stable_sort(fields_.begin(), fields_.end(),
+                   [](const FieldError& a, const FieldError& b) { return a.line < b.line; });
+  if (!fields_.empty()) return {std::nullopt, std::move(fields_)};
+  return {std::move(svc), {}};
 }
 
 bool Loader::scan_stream(const std::string& text) {
@@ -626,7 +656,7 @@ void Loader::load_ports(const Ref& ref, std::vector<PortConfig>& ports) {
   std::map<std::string, int> names;
   std::map<std::string, int> devices;
   for (const Ref& item : *items) {
-    auto m = map(item, {"name", "device", "address", "mtu", "mac"});
+    auto m = map(item, {"name", "device", "address", "mtu", "mac", "tap"});
     if (!m) {
       ports_ok_ = false;
       continue;
@@ -686,6 +716,23 @@ void Loader::load_ports(const Ref& ref, std::vector<PortConfig>& ports) {
       if (auto v = integer(*f, kMinMtu, kMaxMtu)) port.mtu = static_cast<uint32_t>(*v);
     }
     if (auto f = m->find("mac")) port.mac = mac(*f);
+    if (auto f = m->find("tap")) {
+      // A Linux interface name: 1-15 characters, no '/', ':' or white space.
+      if (auto tap = nonempty_string(*f)) {
+        bool ok = tap->size() <= 15 && std::all_of(tap->begin(), tap->end(), [](char c) {
+                    return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' ||
+                           c == '.';
+                  });
+        if (ok) {
+          port.tap = *tap;
+        } else {
+          error(f->line, f->path,
+                quote(*tap) +
+                    " is not a valid interface name (at most 15 letters, digits, "
+                    "'-', '_' or '.')");
+        }
+      }
+    }
     if (!address_ok) port.address = Ipv4Prefix{};
     ports.push_back(std::move(port));
   }
@@ -780,7 +827,12 @@ void Loader::load_control(const Ref& ref, ControlConfig& control) {
   std::optional<int> api_line;
   std::optional<int> metrics_line;
   if (auto f = m->find("api")) {
-    if (auto api = map(*f, {"listen"})) api_line = load_listen(*api, control.api);
+    if (auto api = map(*f, {"listen", "tokenFile"})) {
+      api_line = load_listen(*api, control.api);
+      if (auto t = api->find("tokenFile")) {
+        if (auto path = nonempty_string(*t)) control.api_token_file = *path;
+      }
+    }
   }
   if (auto f = m->find("metrics")) {
     if (auto metrics = map(*f, {"listen"})) metrics_line = load_listen(*metrics, control.metrics);
@@ -1121,6 +1173,98 @@ LoadResult load_config_string(std::string_view yaml, const std::string& file_nam
     // Not expected (yaml-cpp errors are caught inside); keep the promise never to throw.
     return {std::nullopt, {{file_name, 0, std::string("internal error: ") + e.what()}}};
   }
+}
+
+ServiceLoadResult load_service_string(std::string_view yaml, const DataplaneConfig& dataplane) {
+  try {
+    return Loader("service").load_one_service(yaml, dataplane);
+  } catch (const std::exception& e) {
+    return {std::nullopt, {{"", std::string("internal error: ") + e.what(), 0}}};
+  }
+}
+
+namespace {
+
+std::string exposure_owner(const ServiceConfig& svc, const ServicePortConfig& sp) {
+  return "Service " + quote(svc.name) + (sp.name.empty() ? "" : " port " + quote(sp.name));
+}
+
+std::string exposure_text(const ServiceConfig& svc, const ServicePortConfig& sp) {
+  return std::string(sp.protocol == Protocol::kTcp ? "TCP " : "UDP ") + format_ipv4(svc.vip) + ":" +
+         std::to_string(sp.port);
+}
+
+}  // namespace
+
+std::optional<FieldError> find_exposure_conflict(const std::vector<ServiceConfig>& others,
+                                                 const ServiceConfig& candidate) {
+  for (size_t j = 0; j < candidate.ports.size(); ++j) {
+    const ServicePortConfig& sp = candidate.ports[j];
+    for (const ServiceConfig& other : others) {
+      if (other.name == candidate.name || other.vip != candidate.vip) continue;
+      for (const ServicePortConfig& op : other.ports) {
+        if (op.protocol == sp.protocol && op.port == sp.port) {
+          std::string field = index("ports", j);
+          return FieldError{field,
+                            field + ": " + exposure_text(candidate, sp) +
+                                " is already exposed by " + exposure_owner(other, op),
+                            sp.line};
+        }
+      }
+    }
+  }
+  return std::nullopt;
+}
+
+std::vector<FieldError> validate_services(const Config& config) {
+  std::vector<FieldError> errors;
+  std::map<std::string, size_t> names;
+  std::map<std::tuple<Protocol, uint32_t, uint16_t>, std::string> exposed;
+  for (size_t i = 0; i < config.services.size(); ++i) {
+    const ServiceConfig& svc = config.services[i];
+    const std::string at = index("services", i);
+    if (!is_dns1035_label(svc.name)) {
+      errors.push_back({at + ".name",
+                        at + ".name: " + quote(svc.name) + " is not a valid Service name",
+                        svc.line});
+    } else if (auto first = names.find(svc.name); first != names.end()) {
+      errors.push_back(
+          {at + ".name", at + ".name: duplicate Service name " + quote(svc.name), svc.line});
+    } else {
+      names.emplace(svc.name, i);
+    }
+    if (!is_unicast(svc.vip)) {
+      errors.push_back({at + ".vip",
+                        at + ".vip: " + format_ipv4(svc.vip) + " is not a unicast address",
+                        svc.line});
+    }
+    if (svc.ports.empty()) {
+      errors.push_back({at + ".ports", at + ".ports: must list at least one port", svc.line});
+    }
+    for (size_t j = 0; j < svc.ports.size(); ++j) {
+      const ServicePortConfig& sp = svc.ports[j];
+      const std::string field = index(at + ".ports", j);
+      if (sp.port == 0 || sp.target_port == 0) {
+        errors.push_back({field, field + ": port and targetPort must be 1-65535", sp.line});
+        continue;
+      }
+      auto [it, inserted] =
+          exposed.emplace(std::make_tuple(sp.protocol, svc.vip, sp.port), exposure_owner(svc, sp));
+      if (!inserted) {
+        errors.push_back(
+            {field, field + ": " + exposure_text(svc, sp) + " is already exposed by " + it->second,
+             sp.line});
+      }
+    }
+    int64_t needed = kMaglevSlotsPerBackend * static_cast<int64_t>(svc.backends.size());
+    if (config.dataplane.maglev_table_size < needed) {
+      errors.push_back({at + ".backends",
+                        at + ".backends: " + std::to_string(svc.backends.size()) +
+                            " backends need dataplane.maglevTableSize >= " + std::to_string(needed),
+                        svc.line});
+    }
+  }
+  return errors;
 }
 
 LoadResult load_config_file(const std::string& path) {

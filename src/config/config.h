@@ -29,6 +29,9 @@ struct PortConfig {
   Ipv4Prefix address;  // the port's own IP with its subnet length (host bits kept)
   uint32_t mtu = 1500;
   std::optional<MacAddr> mac;  // absent: keep the device's MAC
+  // Kernel twin (exception path): a TAP interface of this name carries the port's address
+  // for the host's own traffic (ping, ssh, health probes). Empty: no twin.
+  std::string tap;
   int line = 0;
 };
 
@@ -61,6 +64,7 @@ struct ListenConfig {
 
 struct ControlConfig {
   ListenConfig api{"127.0.0.1", 9180};
+  std::string api_token_file;  // control.api.tokenFile; empty: the API takes no token
   ListenConfig metrics{"0.0.0.0", 9100};
 };
 
@@ -127,5 +131,36 @@ struct LoadResult {
 // Never throw. A file that cannot be read gives one error at line 0.
 LoadResult load_config_file(const std::string& path);
 LoadResult load_config_string(std::string_view yaml, const std::string& file_name);
+
+// One mistake in a single Service document (the REST API's PUT body): `field` is the path
+// inside the Service ("vip", "ports[0].port"; empty for the document itself), `message` the
+// loader's text including that path, exactly as in a file ("vip: ... is not ...").
+struct FieldError {
+  std::string field;
+  std::string message;
+  int line = 0;
+};
+
+struct ServiceLoadResult {
+  std::optional<ServiceConfig> service;
+  std::vector<FieldError> errors;  // sorted by line
+  bool ok() const { return service.has_value(); }
+};
+
+// Parses and validates one Service (YAML, or JSON, which is YAML) with the same checks and
+// messages as a `services[]` entry of a file, against the running data plane (port
+// addresses, routes, Maglev size). Never throws.
+ServiceLoadResult load_service_string(std::string_view yaml, const DataplaneConfig& dataplane);
+
+// The first Service port of `candidate` whose (protocol, VIP, port) a Service in `others`
+// (other than one named like the candidate) already exposes; field is "ports[j]", message
+// as the file loader words it.
+std::optional<FieldError> find_exposure_conflict(const std::vector<ServiceConfig>& others,
+                                                 const ServiceConfig& candidate);
+
+// Cross-Service rules of a Config assembled in memory (not read from a file): unique and
+// valid names, no (protocol, VIP, port) exposed twice, Maglev size for each backend list.
+// Fields are "services[i]...". Empty: valid.
+std::vector<FieldError> validate_services(const Config& config);
 
 }  // namespace l4lb::config
