@@ -72,6 +72,7 @@ ServiceTable::ServiceTable(const std::vector<ServiceSpec>& services, uint32_t ma
       sp.target_port_be = hton16(p.target_port);
       sp.proto = p.proto;
       sp.client_ip_affinity = s.client_ip_affinity;
+      sp.reject_when_empty = s.reject_when_empty;
       sp.acl = acl;
       sp.maglev = table;
       sp.backend_ips_be = ips_be;

@@ -38,6 +38,9 @@ struct ServiceSpec {
   std::vector<Ipv4Prefix> source_ranges;  // empty: every source allowed
   bool client_ip_affinity = false;
   std::vector<BackendSpec> backends;
+  // With no backend taking new flows: answer TCP RST / ICMP port unreachable (kube-proxy's
+  // behaviour without endpoints) instead of dropping silently.
+  bool reject_when_empty = false;
 };
 
 struct ServicePort {
@@ -48,6 +51,7 @@ struct ServicePort {
   uint16_t target_port_be = 0;
   uint8_t proto = 0;
   bool client_ip_affinity = false;
+  bool reject_when_empty = false;
   std::shared_ptr<const SourceRanges> acl;  // null: every source allowed; shared by a Service's ports
   MaglevTable maglev;
   std::vector<uint32_t> backend_ips_be;  // in maglev.backends() order

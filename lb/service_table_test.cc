@@ -20,9 +20,9 @@ ServicePortSpec port(const char* name, uint8_t proto, uint16_t port, uint16_t ta
 std::vector<ServiceSpec> two_services() {
   ServiceSpec web{"frontend", kVip, {port("http", kIpProtoTcp, 80, 8080), port("https", kIpProtoTcp, 443, 8443)},
                   {Ipv4Prefix{0xcb007100, 24}}, false,
-                  {backend(0x0a04010b), backend(0x0a04010c), backend(0x0a04010d)}};
+                  {backend(0x0a04010b), backend(0x0a04010c), backend(0x0a04010d)}, false};
   ServiceSpec dns{"dns", kVip + 1, {port("dns", kIpProtoUdp, 53, 5353)}, {}, true,
-                  {backend(0x0a04010b), backend(0x0a04010c)}};
+                  {backend(0x0a04010b), backend(0x0a04010c)}, false};
   return {web, dns};
 }
 
@@ -81,14 +81,14 @@ TEST(ServiceTable, EndpointMapIsUniqueOrAmbiguous) {
   // Two Services sharing an endpoint make it ambiguous.
   auto specs = two_services();
   specs.push_back(ServiceSpec{"other", kVip + 2, {port("web", kIpProtoTcp, 80, 8080)}, {}, false,
-                              {backend(0x0a04010d)}});
+                              {backend(0x0a04010d)}, false});
   ServiceTable shared(specs, 251);
   EXPECT_EQ(shared.find_endpoint(hton32(0x0a04010d), kIpProtoTcp, hton16(8080)),
             ServiceTable::kAmbiguous);
 }
 
 TEST(ServiceTable, NoBackendsMeansNoPick) {
-  ServiceTable t({ServiceSpec{"empty", kVip, {port("http", kIpProtoTcp, 80, 80)}, {}, false, {}}}, 251);
+  ServiceTable t({ServiceSpec{"empty", kVip, {port("http", kIpProtoTcp, 80, 80)}, {}, false, {}, false}}, 251);
   const ServicePort* sp = t.find(hton32(kVip), kIpProtoTcp, hton16(80));
   ASSERT_NE(sp, nullptr);
   EXPECT_EQ(sp->pick(12345, 0), -1);

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <exception>
+#include <stdexcept>
 
 #include "src/log.h"
 
@@ -27,7 +28,16 @@ Control::Control(std::string config_path, config::Config running,
 
 void Control::start() {
   std::lock_guard lock(mutex_);
-  publisher_.publish(build_snapshot(running_, ports_, ++generation_, slots_));
+  std::string error;
+  health::Options options;
+  options.on_transition = [this](const health::TargetKey& key, bool healthy) {
+    L4LB_INFO("health: %s is now %s", key.to_string().c_str(), healthy ? "healthy" : "unhealthy");
+    health_changed_.store(true);
+  };
+  checker_ = health::HealthChecker::start(std::move(options), &error);
+  if (!checker_) throw std::runtime_error("health checker: " + error);
+  checker_->set_targets(health_targets(running_));
+  publisher_.publish(build_snapshot(running_, ports_, ++generation_, slots_, health_view()));
   last_reload_time_ = wall_seconds();
   size_t ports = 0;
   for (const auto& s : running_.services) ports += s.ports.size();
@@ -56,6 +66,70 @@ void Control::warn_restart_only(const config::Config& next) const {
 
 bool Control::reload() { return reload_file().applied(); }
 
+std::optional<health::Target> Control::health_target(const config::ServiceConfig& s,
+                                                     uint32_t ip) {
+  health::Target t;
+  t.ip = ip;
+  if (!s.ports.empty()) t.port = s.ports[0].node_port ? s.ports[0].node_port : s.ports[0].target_port;
+  if (s.external_traffic_local) {
+    // kube-proxy answers http://node:healthCheckNodePort/healthz: 200 with local endpoints.
+    t.check.type = config::HealthCheckType::kHttp;
+    t.check.port = s.health_check_node_port;
+    t.check.path = "/healthz";
+    if (s.health_check) {
+      t.check.interval_ms = s.health_check->interval_ms;
+      t.check.timeout_ms = s.health_check->timeout_ms;
+      t.check.healthy_threshold = s.health_check->healthy_threshold;
+      t.check.unhealthy_threshold = s.health_check->unhealthy_threshold;
+    }
+    return t;
+  }
+  if (!s.health_check || s.health_check->type == config::HealthCheckType::kNone) return {};
+  t.check = *s.health_check;
+  return t;
+}
+
+std::vector<health::Target> Control::health_targets(const config::Config& cfg) {
+  std::vector<health::Target> targets;
+  for (const auto& s : cfg.services) {
+    for (const auto& b : s.backends) {
+      if (auto t = health_target(s, b.ip)) targets.push_back(std::move(*t));
+    }
+  }
+  return targets;
+}
+
+HealthView Control::health_view() const {
+  if (!checker_) return {};
+  return [this](const config::ServiceConfig& s, uint32_t ip) {
+    auto t = health_target(s, ip);
+    return !t || checker_->healthy(t->key()).value_or(true);
+  };
+}
+
+bool Control::apply_health_changes() {
+  if (!health_changed_.exchange(false)) return false;
+  std::lock_guard lock(mutex_);
+  try {
+    publisher_.publish(build_snapshot(running_, ports_, generation_ + 1, slots_, health_view()));
+  } catch (const std::exception& e) {
+    L4LB_ERROR("health: cannot publish the change: %s", e.what());
+    health_changed_.store(true);  // try again on the next round
+    return false;
+  }
+  ++generation_;
+  L4LB_INFO("health: generation %lu", static_cast<unsigned long>(generation_));
+  return true;
+}
+
+std::vector<health::TargetStatus> Control::health_status() const {
+  return checker_ ? checker_->status() : std::vector<health::TargetStatus>{};
+}
+
+void Control::stop_health() {
+  if (checker_) checker_->stop();
+}
+
 ChangeResult Control::reload_file() {
   config::LoadResult result = config::load_config_file(config_path_);
   std::lock_guard lock(mutex_);
@@ -79,7 +153,7 @@ ChangeResult Control::reload_file() {
   next.dataplane.eal = running_.dataplane.eal;
   next.dataplane.flow_table = running_.dataplane.flow_table;
   try {
-    publisher_.publish(build_snapshot(next, ports_, generation_ + 1, slots_));
+    publisher_.publish(build_snapshot(next, ports_, generation_ + 1, slots_, health_view()));
   } catch (const std::exception& e) {
     ++reloads_failed_;
     L4LB_ERROR("reload rejected: %s: %s", config_path_.c_str(), e.what());
@@ -91,6 +165,7 @@ ChangeResult Control::reload_file() {
   last_reload_time_ = wall_seconds();
   last_reload_errors_.clear();
   running_ = std::move(next);
+  checker_->set_targets(health_targets(running_));
   // The file replaces every API edit (documented in the README).
   sources_.assign(running_.services.size(), ServiceSource::kFile);
   L4LB_INFO("reloaded %s: generation %lu", config_path_.c_str(),
@@ -105,7 +180,7 @@ ChangeResult Control::apply_locked(config::Config next, std::vector<ServiceSourc
     return {ChangeStatus::kConflict, std::move(errors), generation_};
   }
   try {
-    publisher_.publish(build_snapshot(next, ports_, generation_ + 1, slots_));
+    publisher_.publish(build_snapshot(next, ports_, generation_ + 1, slots_, health_view()));
   } catch (const std::exception& e) {
     L4LB_ERROR("api: %s rejected: %s", what.c_str(), e.what());
     return {ChangeStatus::kFailed, {{"", e.what(), 0}}, generation_};
@@ -114,6 +189,7 @@ ChangeResult Control::apply_locked(config::Config next, std::vector<ServiceSourc
   ++api_changes_;
   running_ = std::move(next);
   sources_ = std::move(sources);
+  checker_->set_targets(health_targets(running_));
   L4LB_INFO("api: %s: generation %lu", what.c_str(), static_cast<unsigned long>(generation_));
   return {ok_status, {}, generation_};
 }

@@ -4,12 +4,16 @@
 // publishes a snapshot. Never called from a worker.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
+#include <memory>
+#include <optional>
 #include <mutex>
 #include <string>
 #include <vector>
 
 #include "src/config/config.h"
+#include "src/health/checker.h"
 #include "src/port.h"
 #include "src/snapshot.h"
 
@@ -68,6 +72,15 @@ class Control {
   ChangeResult delete_service(const std::string& name);
   ControlView view() const;
 
+  // Health checks: transitions are noted by the checker thread; the main loop calls
+  // apply_health_changes(), which publishes a snapshot without the unhealthy backends.
+  bool apply_health_changes();
+  std::vector<health::TargetStatus> health_status() const;
+  void stop_health();
+  // The check a Service's backend gets, if any (externalTrafficPolicy: Local: kube-proxy's
+  // healthCheckNodePort /healthz).
+  static std::optional<health::Target> health_target(const config::ServiceConfig& s, uint32_t ip);
+
   uint64_t generation() const { return generation_; }
   const CounterSlots& slots() const { return slots_; }
   // Guards what the metrics and API threads read of this object against reloads.
@@ -79,6 +92,8 @@ class Control {
 
  private:
   void warn_restart_only(const config::Config& next) const;
+  static std::vector<health::Target> health_targets(const config::Config& cfg);
+  HealthView health_view() const;
   // Builds and publishes `next`; on success it becomes the running config. Mutex held.
   ChangeResult apply_locked(config::Config next, std::vector<ServiceSource> sources,
                             ChangeStatus ok_status, const std::string& what);
@@ -97,6 +112,8 @@ class Control {
   uint64_t api_changes_ = 0;
   double started_at_ = 0;
   std::vector<std::string> last_reload_errors_;
+  std::unique_ptr<health::HealthChecker> checker_;
+  std::atomic<bool> health_changed_{false};
 };
 
 }  // namespace l4lb

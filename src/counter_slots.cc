@@ -34,9 +34,14 @@ uint32_t CounterSlots::backend(uint32_t port_slot, uint32_t ip) {
 }
 
 void CounterSlots::set_live(const std::vector<uint32_t>& port_slots,
-                            const std::vector<uint32_t>& backend_slots) {
+                            const std::vector<uint32_t>& backend_slots,
+                            const std::vector<uint32_t>& down_backend_slots) {
   for (auto& p : ports_) p.live = false;
-  for (auto& b : backends_) b.live = false;
+  for (auto& b : backends_) {
+    b.live = false;
+    b.up = true;
+  }
+  for (uint32_t s : down_backend_slots) backends_[s].up = false;
   for (uint32_t s : port_slots) ports_[s].live = s != 0;
   for (uint32_t s : backend_slots) backends_[s].live = s != 0;
 }

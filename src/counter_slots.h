@@ -25,6 +25,7 @@ class CounterSlots {
     uint32_t port_slot = 0;
     uint32_t ip = 0;  // host order
     bool live = false;
+    bool up = true;  // passes its health check (or has none)
   };
 
   // Slot 0 of each kind is the overflow slot, shared once the table is full (logged).
@@ -32,7 +33,8 @@ class CounterSlots {
   uint32_t service_port(const std::string& service, const std::string& port);
   uint32_t backend(uint32_t port_slot, uint32_t ip);
   // Marks exactly the given slots as in use by the running snapshot.
-  void set_live(const std::vector<uint32_t>& port_slots, const std::vector<uint32_t>& backend_slots);
+  void set_live(const std::vector<uint32_t>& port_slots, const std::vector<uint32_t>& backend_slots,
+                const std::vector<uint32_t>& down_backend_slots = {});
 
   const std::vector<PortSlot>& ports() const { return ports_; }
   const std::vector<BackendSlot>& backends() const { return backends_; }

@@ -51,7 +51,10 @@ class Api {
                           : method == "DELETE" ? client_.Delete(path)
                                                : client_.Post(path, body, "application/json");
     if (!res) {
-      throw Failure{"cannot reach l4lbd at " + server_ + ": " + httplib::to_string(res.error()) +
+      const std::string why = res.error() == httplib::Error::Connection
+                                  ? "connection refused or unreachable"
+                                  : httplib::to_string(res.error());
+      throw Failure{"cannot reach l4lbd at " + server_ + ": " + why +
                     " (is l4lbd running with control.api.listen there?)"};
     }
     json parsed = json::parse(res->body, nullptr, false);

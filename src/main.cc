@@ -136,10 +136,12 @@ int run(const std::string& config_path, const std::string& eal_args,
 
   while (!g_stop.load()) {
     if (g_reload.exchange(false)) control.reload();
+    control.apply_health_changes();
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   L4LB_INFO("stopping");
   api_server.reset();  // no API change in flight while the workers stop
+  control.stop_health();
   rte_eal_mp_wait_lcore();  // workers flush their TX buffers before returning
   metrics.reset();  // no scrape may read workers being torn down
   telemetry.reset();

@@ -161,8 +161,8 @@ class MetricsCollector : public prometheus::Collectable {
                         MetricType::Counter);
     auto b_active = family("backend_active_flows", "flows pinned to the backend now",
                            MetricType::Gauge);
-    auto b_up = family("backend_up", "1 when the backend takes new flows (no health checks "
-                       "yet: every configured backend)", MetricType::Gauge);
+    auto b_up = family("backend_up", "1 when the backend passes its health check (or has "
+                       "none)", MetricType::Gauge);
 
     struct PortSum {
       double to_p = 0, to_b = 0, from_p = 0, from_b = 0, flows = 0;
@@ -198,7 +198,7 @@ class MetricsCollector : public prometheus::Collectable {
       add(b_bytes, with_dir("from_backend"), static_cast<double>(sum.from_bytes));
       add(b_new, l, static_cast<double>(sum.new_flows));
       add(b_active, l, static_cast<double>(sum.new_flows - sum.ended_flows));
-      add(b_up, l, 1);
+      add(b_up, l, b.up ? 1 : 0);
       PortSum& ps = port_sums[b.port_slot];
       ps.to_p += static_cast<double>(sum.to_packets);
       ps.to_b += static_cast<double>(sum.to_bytes);

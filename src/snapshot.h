@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -31,10 +32,14 @@ struct Snapshot {
 };
 
 // Builds a snapshot from a validated config; throws std::runtime_error.
-// Assigns counter slots for new Service ports and backends.
+// Whether a Service's backend passes its health check now; null: every backend does.
+using HealthView = std::function<bool(const config::ServiceConfig&, uint32_t backend_ip)>;
+
+// Assigns counter slots for new Service ports and backends. Unhealthy backends leave the
+// Maglev tables (or stay with weight 0 under unhealthyFlows: keep).
 std::unique_ptr<Snapshot> build_snapshot(const config::Config& cfg,
                                          const std::vector<PortInfo>& ports, uint64_t generation,
-                                         CounterSlots& slots);
+                                         CounterSlots& slots, const HealthView& healthy = {});
 
 // Holds the current snapshot pointer and the QSBR variable workers report to.
 class SnapshotPublisher {

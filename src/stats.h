@@ -29,6 +29,7 @@ constexpr size_t kMaxPorts = 8;
   X(icmp_echo_replies, "ICMP echo replies sent for a port address or VIP")             \
   X(neighbor_held, "packets held while their next hop was resolved")                   \
   X(neighbor_released, "held packets sent once their next hop answered")              \
+  X(rejected, "new flows answered with TCP RST or ICMP port unreachable (no backend)")   \
   X(to_kernel, "packets for l4lb's own address passed to the port's kernel twin")       \
   X(from_kernel, "packets the kernel twin sent out of its port")                         \
   X(handoff_sent, "packets handed to the worker that owns their flow")                  \

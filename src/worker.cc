@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "nat/checksum.h"
+#include "nat/reject.h"
 #include "nat/rewrite.h"
 
 namespace l4lb {
@@ -338,7 +339,7 @@ void Worker::handle_ipv4(uint16_t in_port, rte_mbuf* m, const ParsedPacket& p, u
     return;
   }
   if (const ServicePort* sp = snap.services.find(dst, p.proto, p.key.dst_port)) {
-    handle_service(*sp, m, p, hash, snap);
+    handle_service(in_port, *sp, m, p, hash, snap);
   } else if (snap.services.is_vip(dst)) {
     drop(m, DropReason::kNoServicePort);
   } else {
@@ -346,7 +347,7 @@ void Worker::handle_ipv4(uint16_t in_port, rte_mbuf* m, const ParsedPacket& p, u
   }
 }
 
-void Worker::handle_service(const ServicePort& sp, rte_mbuf* m, const ParsedPacket& p,
+void Worker::handle_service(uint16_t in_port, const ServicePort& sp, rte_mbuf* m, const ParsedPacket& p,
                             uint64_t hash, const Snapshot& snap) noexcept {
   if (!sp.allows(p.ip->src)) {
     svc_counters_[sp.counter_id].acl_denied++;
@@ -375,7 +376,11 @@ void Worker::handle_service(const ServicePort& sp, rte_mbuf* m, const ParsedPack
     int b = sp.pick(hash, p.ip->src);
     if (b < 0) {
       svc_counters_[sp.counter_id].no_backend++;
-      drop(m, DropReason::kNoBackend);
+      if (sp.reject_when_empty) {
+        reject(in_port, m, p);
+      } else {
+        drop(m, DropReason::kNoBackend);
+      }
       return;
     }
     // The flow carries its backend's counter slot, valid whatever snapshot comes later.
@@ -437,6 +442,32 @@ void Worker::handle_reply(rte_mbuf* m, const ParsedPacket& p, uint64_t hash,
     counters_.nat_reverse_stateless++;
   }
   nat_and_send(m, p, NatSide::kSource, vip_be, vip_port_be, snap);
+}
+
+void Worker::reject(uint16_t in_port, rte_mbuf* m, const ParsedPacket& p) noexcept {
+  if (p.proto == kIpProtoTcp && (p.tcp_flags & kTcpRst)) {
+    drop(m, DropReason::kNoBackend);  // a reset is never answered (RFC 793)
+    return;
+  }
+  const uint32_t ip_off = p.l2_len;
+  const uint32_t have = rte_pktmbuf_data_len(m) - ip_off;
+  uint32_t total;
+  if (p.proto == kIpProtoTcp) {
+    total = make_tcp_reset(*p.ip, p.l4_len);
+  } else {
+    const size_t need = icmp_unreachable_size(*p.ip, p.l4_len);
+    if (need > have && rte_pktmbuf_append(m, static_cast<uint16_t>(need - have)) == nullptr) {
+      drop(m, DropReason::kNoBackend);
+      return;
+    }
+    total = make_icmp_port_unreachable(*p.ip, p.l4_len);
+  }
+  const uint32_t now_have = rte_pktmbuf_data_len(m) - ip_off;
+  if (now_have > total) rte_pktmbuf_trim(m, static_cast<uint16_t>(now_have - total));
+  p.eth->dst = p.eth->src;
+  p.eth->src = ports_[in_port].mac;
+  counters_.rejected++;
+  tx(in_port, m);
 }
 
 void Worker::answer_echo(uint16_t in_port, rte_mbuf* m, const ParsedPacket& p) noexcept {

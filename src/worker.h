@@ -73,7 +73,9 @@ class Worker {
                   const Snapshot& snap) noexcept;
   void handle_ipv4(uint16_t in_port, rte_mbuf* m, const ParsedPacket& p, uint64_t hash,
                    const Snapshot& snap) noexcept;
-  void handle_service(const ServicePort& sp, rte_mbuf* m, const ParsedPacket& p, uint64_t hash,
+  // Answers a packet for a Service port without backends as its host would (RST / ICMP).
+  void reject(uint16_t in_port, rte_mbuf* m, const ParsedPacket& p) noexcept;
+  void handle_service(uint16_t in_port, const ServicePort& sp, rte_mbuf* m, const ParsedPacket& p, uint64_t hash,
                       const Snapshot& snap) noexcept;
   void handle_reply(rte_mbuf* m, const ParsedPacket& p, uint64_t hash,
                     const Snapshot& snap) noexcept;

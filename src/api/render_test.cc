@@ -115,6 +115,36 @@ TEST(ExposureConflict, SameVipProtocolPortOfAnotherService) {
   EXPECT_FALSE(config::find_exposure_conflict({*a.service}, *a.service).has_value());
 }
 
+TEST(TokenFile, ConfigKey) {
+  const std::string base =
+      "dataplane:\n  ports: [{name: wan, device: d, address: 10.0.0.1/24}]\ncontrol:\n  api: ";
+  auto ok = config::load_config_string(base + "{listen: 127.0.0.1:0, tokenFile: /run/t}\n", "f");
+  ASSERT_TRUE(ok.ok()) << ok.errors.front().to_string();
+  EXPECT_EQ(ok.config->control.api_token_file, "/run/t");
+  auto bad = config::load_config_string(base + "{tokenFile: \"\"}\n", "f");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.errors.front().to_string(), "f:4: control.api.tokenFile: must not be empty");
+}
+
+TEST(ValidateServices, FindsConflictsInAConfigBuiltInMemory) {
+  config::Config cfg;
+  cfg.dataplane = dataplane();
+  auto a = config::load_service_string(
+      R"({"name": "a", "vip": "172.16.0.1", "ports": [{"port": 80}]})", cfg.dataplane);
+  ASSERT_TRUE(a.ok());
+  cfg.services = {*a.service};
+  EXPECT_TRUE(config::validate_services(cfg).empty());
+  config::ServiceConfig b = *a.service;
+  b.name = "b";
+  cfg.services.push_back(b);
+  cfg.services.push_back(b);
+  auto errors = config::validate_services(cfg);
+  ASSERT_EQ(errors.size(), 3u);
+  EXPECT_EQ(errors[0].message,
+            R"(services[1].ports[0]: TCP 172.16.0.1:80 is already exposed by Service "a")");
+  EXPECT_EQ(errors[1].field, "services[2].name");
+}
+
 TEST(FlowLimit, Parses) {
   EXPECT_EQ(parse_flow_limit(std::nullopt), kDefaultFlowLimit);
   EXPECT_EQ(parse_flow_limit("5"), 5u);

@@ -929,7 +929,8 @@ void Loader::load_services(const Ref& ref, const DataplaneConfig& dp,
 void Loader::load_service(const Ref& ref, size_t i, const DataplaneConfig& dp, ServiceConfig& svc,
                           int& name_line) {
   auto m = map(ref, {"name", "vip", "ports", "loadBalancerSourceRanges", "sessionAffinity",
-                     "healthCheck", "backends"});
+                     "healthCheck", "backends", "allUnhealthy", "unhealthyFlows",
+                     "externalTrafficPolicy", "healthCheckNodePort"});
   if (!m) return;
   if (auto f = require(*m, "name")) {
     name_line = f->line;
@@ -975,6 +976,37 @@ void Loader::load_service(const Ref& ref, size_t i, const DataplaneConfig& dp, S
     svc.health_check.emplace();
     load_health_check(*f, *svc.health_check);
   }
+  auto choice = [&](const char* key, std::initializer_list<const char*> allowed) -> int {
+    auto f = m->find(key);
+    if (!f) return -1;
+    auto s = string(*f);
+    if (!s) return -1;
+    int index = 0;
+    std::string names;
+    for (const char* a : allowed) {
+      if (*s == a) return index;
+      names += (index++ ? ", " : "") + std::string(a);
+    }
+    error(f->line, f->path, quote(*s) + " is not a valid " + key + " (" + names + ")");
+    return -1;
+  };
+  if (int c = choice("allUnhealthy", {"spread", "drop", "reject"}); c >= 0) {
+    svc.all_unhealthy = static_cast<AllUnhealthy>(c);
+  }
+  if (int c = choice("unhealthyFlows", {"repick", "keep"}); c >= 0) {
+    svc.unhealthy_flows_repick = c == 0;
+  }
+  if (int c = choice("externalTrafficPolicy", {"Cluster", "Local"}); c >= 0) {
+    svc.external_traffic_local = c == 1;
+  }
+  if (auto f = m->find("healthCheckNodePort")) {
+    if (auto v = integer(*f, 1, 65535)) svc.health_check_node_port = static_cast<uint16_t>(*v);
+  }
+  if (svc.external_traffic_local && svc.health_check_node_port == 0) {
+    error(ref.line, ref.path + ".healthCheckNodePort",
+          "externalTrafficPolicy: Local needs healthCheckNodePort (kube-proxy serves "
+          "/healthz there)");
+  }
   if (auto f = m->find("backends")) {
     load_backends(*f, dp, svc);
     // Checked per Service: all of a Service's ports share its backend list.
@@ -1001,7 +1033,7 @@ void Loader::load_service_ports(const Ref& ref, ServiceConfig& svc) {
     ServicePortConfig& sp = svc.ports.emplace_back();
     sp.line = item.line;
     size_t before = error_count();
-    auto m = map(item, {"name", "protocol", "port", "targetPort"});
+    auto m = map(item, {"name", "protocol", "port", "targetPort", "nodePort"});
     if (!m) continue;
     if (auto f = m->find("name")) {
       if (auto name = string(*f)) {
@@ -1052,6 +1084,9 @@ void Loader::load_service_ports(const Ref& ref, ServiceConfig& svc) {
       }
     } else if (port_ok) {
       sp.target_port = sp.port;
+    }
+    if (auto f = m->find("nodePort")) {
+      if (auto v = integer(*f, 1, 65535)) sp.node_port = static_cast<uint16_t>(*v);
     }
     // port 0 leaves a port with any mistake out of the check for ports exposed twice.
     if (error_count() != before) sp.port = 0;

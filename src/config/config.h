@@ -87,6 +87,8 @@ struct ServicePortConfig {
   Protocol protocol = Protocol::kTcp;
   uint16_t port = 0;
   uint16_t target_port = 0;  // defaults to port, as in Kubernetes
+  // Nodes as backends (GKE external passthrough NLB): DNAT to backend:nodePort instead.
+  uint16_t node_port = 0;
   int line = 0;
 };
 
@@ -96,6 +98,9 @@ struct BackendConfig {
   int line = 0;
 };
 
+// What new flows do when no backend passes its health check.
+enum class AllUnhealthy : uint8_t { kSpread, kDrop, kReject };
+
 struct ServiceConfig {
   std::string name;
   uint32_t vip = 0;
@@ -103,6 +108,12 @@ struct ServiceConfig {
   std::vector<Ipv4Prefix> source_ranges;  // empty = every source allowed
   SessionAffinity session_affinity = SessionAffinity::kNone;
   std::optional<HealthCheckConfig> health_check;  // absent: backends are always ready
+  // spread: as cloud passthrough LBs, over every backend; drop; reject: TCP RST / ICMP
+  // port unreachable, as kube-proxy does for a Service without endpoints.
+  AllUnhealthy all_unhealthy = AllUnhealthy::kSpread;
+  bool unhealthy_flows_repick = true;  // flows pinned to a backend that turned unhealthy
+  bool external_traffic_local = false;  // Local: nodes answer healthCheckNodePort/healthz
+  uint16_t health_check_node_port = 0;
   std::vector<BackendConfig> backends;
   int line = 0;
 };

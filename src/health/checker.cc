@@ -46,9 +46,7 @@ std::string errno_text(const char* what, int err) {
 
 // Header values end at CR/LF; the loader already rejects them, this keeps a bad Target from
 // smuggling a second request line.
-bool header_safe(const std::string& s) {
-  return s.find_first_of("\r\n") == std::string::npos;
-}
+bool header_safe(const std::string& s) { return s.find_first_of("\r\n") == std::string::npos; }
 
 bool status_expected(int code, const std::vector<int>& expect) {
   if (expect.empty()) return code >= 200 && code <= 299;
@@ -156,7 +154,7 @@ struct Entry {
   uint64_t transitions = 0;
   uint64_t probes = 0;
 
-  Clock::time_point due;  // when the next probe is (or was) due
+  Clock::time_point due;      // when the next probe is (or was) due
   uint64_t schedule_gen = 0;  // heap items with another generation are stale
   bool busy = false;          // queued or in flight: never two probes of one target at once
   bool removed = false;
@@ -190,7 +188,7 @@ struct HealthChecker::Impl {
   int epoll_fd = -1;
   int wake_fd = -1;
   std::thread thread;
-  std::mutex stop_mu;  // serialises stop()
+  std::mutex stop_mu;    // serialises stop()
   bool stopped = false;  // guarded by stop_mu
 
   mutable std::mutex mu;  // guards everything below
@@ -295,8 +293,7 @@ struct HealthChecker::Impl {
   }
 
   // Records a finished probe, closes its socket and schedules the next one.
-  void finish(Probe* p, ProbeResult result, Clock::time_point now,
-              std::vector<Transition>& notes) {
+  void finish(Probe* p, ProbeResult result, Clock::time_point now, std::vector<Transition>& notes) {
     if (p->fd >= 0) close(p->fd);  // also leaves the epoll set
     deadlines.erase(p->deadline_it);
     std::shared_ptr<Entry> e = std::move(p->entry);
@@ -352,8 +349,7 @@ struct HealthChecker::Impl {
     p->started = now;
     Entry& entry = *p->entry;
     ++entry.probes;
-    p->deadline_it =
-        deadlines.emplace(now + std::chrono::milliseconds(entry.check.timeout_ms), p);
+    p->deadline_it = deadlines.emplace(now + std::chrono::milliseconds(entry.check.timeout_ms), p);
     in_flight.emplace(p, std::move(owned));
 
     if (entry.bad_request) {
@@ -450,8 +446,7 @@ struct HealthChecker::Impl {
     }
   }
 
-  void on_event(Probe* p, uint32_t events, Clock::time_point now,
-                std::vector<Transition>& notes) {
+  void on_event(Probe* p, uint32_t events, Clock::time_point now, std::vector<Transition>& notes) {
     switch (p->phase) {
       case Phase::kConnecting: {
         int err = 0;

@@ -71,7 +71,7 @@ struct TargetStatus {
   TargetKey key;
   config::HealthCheckConfig check;  // the check in effect (port resolved)
   State state = State::kUnknown;
-  bool healthy = true;                         // the verdict the data path follows
+  bool healthy = true;                          // the verdict the data path follows
   std::chrono::system_clock::time_point since;  // when `state` last changed (or was added)
   ProbeResult last;
   std::chrono::microseconds last_latency{0};  // from connect() to the verdict

@@ -1,6 +1,7 @@
 #include "src/health/checker.h"
 
 #include <arpa/inet.h>
+#include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -12,8 +13,6 @@
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 namespace l4lb::health {
 namespace {
@@ -46,8 +45,12 @@ class TestServer {
   ~TestServer() {
     close_listener();
     stop_all_ = true;
-    std::lock_guard lock(mu_);
-    for (auto& t : handlers_) t.join();
+    std::vector<std::thread> handlers;
+    {
+      std::lock_guard lock(mu_);  // handlers take it too: join outside
+      handlers.swap(handlers_);
+    }
+    for (auto& t : handlers) t.join();
   }
 
   // (Re)opens the listener; port 0 picks one, later calls reuse it.
