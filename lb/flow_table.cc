@@ -112,6 +112,12 @@ void FlowTable::prefetch_entry(uint64_t hash) const noexcept {
   }
 }
 
+FlowHit FlowTable::peek(const FlowKey& key, uint64_t hash) const noexcept {
+  const uint32_t ref = find_ref(key, hash);
+  if (ref == kNoSlot) return {};
+  return {&entries_[ref >> 1], static_cast<FlowDir>(ref & 1)};
+}
+
 FlowHit FlowTable::lookup(const FlowKey& key, uint64_t hash, uint32_t now_s) noexcept {
   const uint32_t ref = find_ref(key, hash);
   if (ref == kNoSlot) return {};

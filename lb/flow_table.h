@@ -117,6 +117,8 @@ class FlowTable {
   void prefetch_entry(uint64_t hash) const noexcept;
   // Finds the entry by either key. An entry past its timeout counts as a miss and is removed.
   FlowHit lookup(const FlowKey& key, uint64_t hash, uint32_t now_s) noexcept;
+  // The entry for either key, expired or not; changes nothing (for the packet tracer).
+  FlowHit peek(const FlowKey& key, uint64_t hash) const noexcept;
   // Inserts a new flow under both keys; tcp_flags are the first packet's (ignored unless
   // fwd.proto is TCP). Returns nullptr, changing nothing, when the table is full, when both
   // candidate buckets of a key stay full after trying to make room, or when the reverse key

@@ -71,6 +71,12 @@ class Control {
   ChangeResult put_service(const std::string& name, std::string_view document);
   ChangeResult delete_service(const std::string& name);
   ControlView view() const;
+  // Runs f(current snapshot) under the mutex: the snapshot cannot be replaced meanwhile.
+  template <class F>
+  auto with_snapshot(F&& f) const {
+    std::lock_guard lock(mutex_);
+    return f(*publisher_.current());
+  }
 
   // Health checks: transitions are noted by the checker thread; the main loop calls
   // apply_health_changes(), which publishes a snapshot without the unhealthy backends.

@@ -289,6 +289,17 @@ int main(int argc, char** argv) {
   del->add_option("name", name, "Service name")->required();
   auto* reload = app.add_subcommand("reload", "re-read l4lbd's config file (drops API edits)");
   auto* status_cmd = app.add_subcommand("status", "version, uptime, generation, workers, ports");
+  auto* trace_cmd = app.add_subcommand("trace", "what the data path does with a packet, step by step");
+  std::string t_proto = "tcp", t_src, t_dst, t_port, t_flags = "syn";
+  unsigned t_sport = 0, t_dport = 0;
+  trace_cmd->add_option("--proto", t_proto, "tcp or udp")->check(CLI::IsMember({"tcp", "udp"}));
+  trace_cmd->add_option("--src", t_src, "source address")->required();
+  trace_cmd->add_option("--sport", t_sport, "source port")->required()->check(CLI::Range(1u, 65535u));
+  trace_cmd->add_option("--dst", t_dst, "destination address")->required();
+  trace_cmd->add_option("--dport", t_dport, "destination port")->required()->check(CLI::Range(1u, 65535u));
+  trace_cmd->add_option("--port", t_port, "ingress port name (default: the first)");
+  trace_cmd->add_option("--flags", t_flags, "TCP flags: syn (a new connection) or ack")
+      ->check(CLI::IsMember({"syn", "ack"}));
   CLI11_PARSE(app, argc, argv);
 
   try {
@@ -320,6 +331,28 @@ int main(int argc, char** argv) {
       }
     } else if (status_cmd->parsed()) {
       status(api, o);
+    } else if (trace_cmd->parsed()) {
+      std::string q = "/v1/trace?proto=" + t_proto + "&src=" + t_src + "&sport=" +
+                      std::to_string(t_sport) + "&dst=" + t_dst + "&dport=" +
+                      std::to_string(t_dport) + "&flags=" + t_flags;
+      if (!t_port.empty()) q += "&port=" + t_port;
+      json r = api.call("GET", q);
+      if (o.output == "json") {
+        std::printf("%s\n", r.dump(2).c_str());
+      } else {
+        for (const auto& step : r["steps"]) {
+          std::string line;
+          for (const auto& [k, v] : step.items()) {
+            if (k == "step") continue;
+            line += " " + k + "=" + (v.is_string() ? v.get<std::string>() : v.dump());
+          }
+          std::printf("%-13s%s\n", step["step"].get<std::string>().c_str(), line.c_str());
+        }
+        std::printf("verdict      %s%s\n", r["verdict"].get<std::string>().c_str(),
+                    r.contains("dropReason")
+                        ? (" (" + r["dropReason"].get<std::string>() + ")").c_str()
+                        : "");
+      }
     }
   } catch (const Failure& f) {
     std::fprintf(stderr, "l4lbctl: %s\n", f.message.c_str());

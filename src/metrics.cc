@@ -6,6 +6,7 @@
 #include <prometheus/exposer.h>
 #include <prometheus/metric_family.h>
 
+#include <chrono>
 #include <map>
 #include <mutex>
 #include <stdexcept>
@@ -49,6 +50,7 @@ class MetricsCollector : public prometheus::Collectable {
     collect_ports(out);
     collect_workers(out);
     collect_services(out);
+    collect_health(out);
     collect_config(out);
     return out;
   }
@@ -239,6 +241,47 @@ class MetricsCollector : public prometheus::Collectable {
                     &b_new, &b_active, &b_up}) {
       out.push_back(std::move(*f));
     }
+  }
+
+  // Per backend with a check, labelled as l4lb_backend_up. A target probed once for several
+  // Services (or ports) shows under each. Lock order: the checker's lock (health_status) and
+  // the control mutex (view) are taken one after the other, never nested, since
+  // apply_health_changes() nests them the other way round.
+  void collect_health(std::vector<MetricFamily>& out) const {
+    std::map<health::TargetKey, health::TargetStatus> by_key;
+    for (auto& st : control_.health_status()) {
+      health::TargetKey key = st.key;
+      by_key.emplace(std::move(key), std::move(st));
+    }
+    const ControlView view = control_.view();
+    auto latency = family("health_probe_latency_seconds",
+                          "latency of the last finished probe (connect to verdict)",
+                          MetricType::Gauge);
+    auto transitions = family("health_transitions_total",
+                              "changes of the backend's health verdict", MetricType::Counter);
+    auto probes = family("health_probes_total", "health probes started", MetricType::Counter);
+    for (const auto& s : view.running.services) {
+      for (const auto& b : s.backends) {
+        auto target = Control::health_target(s, b.ip);
+        if (!target) continue;
+        auto it = by_key.find(target->key());
+        if (it == by_key.end()) continue;  // not yet handed to the checker
+        const health::TargetStatus& st = it->second;
+        for (const auto& p : s.ports) {
+          std::vector<ClientMetric::Label> l{{"service", s.name},
+                                             {"service_port", p.name},
+                                             {"backend", format_ipv4(b.ip)}};
+          if (st.last.outcome != health::Outcome::kNone) {
+            add(latency, l, std::chrono::duration<double>(st.last_latency).count());
+          }
+          add(transitions, l, static_cast<double>(st.transitions));
+          add(probes, l, static_cast<double>(st.probes));
+        }
+      }
+    }
+    out.push_back(std::move(latency));
+    out.push_back(std::move(transitions));
+    out.push_back(std::move(probes));
   }
 
   void collect_config(std::vector<MetricFamily>& out) const {

@@ -44,6 +44,11 @@ NeighborTable::Entry* NeighborTable::find_or_insert(uint32_t ip_be) noexcept {
 
 bool NeighborTable::known(uint32_t ip_be) const noexcept { return find(ip_be) != nullptr; }
 
+const MacAddr* NeighborTable::peek(uint32_t ip_be) const noexcept {
+  const Entry* e = find(ip_be);
+  return e == nullptr || e->state == State::kIncomplete ? nullptr : &e->mac;
+}
+
 NeighborTable::Lookup NeighborTable::lookup(uint32_t ip_be, uint64_t now) noexcept {
   Entry* e = find(ip_be);
   if (e == nullptr || e->state == State::kIncomplete) return {};

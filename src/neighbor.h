@@ -43,6 +43,8 @@ class NeighborTable {
   // Static entries (from the config) never expire and ignore ARP; releases held packets too.
   uint32_t set_static(uint32_t ip_be, const MacAddr& mac, rte_mbuf** released) noexcept;
   bool known(uint32_t ip_be) const noexcept;
+  // The MAC if resolved (reachable or static); changes nothing (for the packet tracer).
+  const MacAddr* peek(uint32_t ip_be) const noexcept;
 
   // Retries ARP for unresolved entries and gives up after kMaxProbes, handing their held
   // packets to drop(). probe(ip_be, port) sends one ARP request.

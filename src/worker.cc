@@ -6,7 +6,9 @@
 #include <rte_prefetch.h>
 #include <rte_rcu_qsbr.h>
 
+#include <algorithm>
 #include <cstring>
+#include <thread>
 
 #include "nat/checksum.h"
 #include "nat/reject.h"
@@ -128,6 +130,12 @@ int Worker::run() noexcept {
           [this](rte_mbuf* m) { drop(m, DropReason::kNeighborTimeout); });
     }
     flow_entries_ = flows_.size();
+    if (TraceJob* job = trace_slot_.load(std::memory_order_acquire)) [[unlikely]] {
+      if (trace_slot_.compare_exchange_strong(job, nullptr)) {
+        run_trace(*job);
+        job->done.store(true, std::memory_order_release);
+      }
+    }
     rte_rcu_qsbr_quiescent(qsbr, settings_.rcu_id);
   }
   for (uint16_t p = 0; p < ports_.size(); ++p) {
@@ -207,7 +215,7 @@ void Worker::process_burst(uint16_t in_port, rte_mbuf** pkts, uint16_t n,
       if (shared) share_arp(m, port_index);
       handle_arp(port_index, m, p, snap);
     } else {
-      handle_ipv4(port_index, m, p, hashes[i], snap);
+      handle_ipv4<false>(port_index, m, p, hashes[i], snap);
     }
   }
 }
@@ -304,144 +312,194 @@ void Worker::handle_arp(uint16_t in_port, rte_mbuf* m, const ParsedPacket& p,
   tx(in_port, m);
 }
 
+template <bool kTrace>
 void Worker::handle_ipv4(uint16_t in_port, rte_mbuf* m, const ParsedPacket& p, uint64_t hash,
                          const Snapshot& snap) noexcept {
   const uint32_t dst = p.ip->dst;
   if (p.proto == kIpProtoIcmp && ports_[in_port].has_tap && dst == ports_[in_port].addr_be) {
-    to_kernel(in_port, m);  // the host's own ICMP: ping, errors for its probes
+    finish_kernel<kTrace>(in_port, m);  // the host's own ICMP: ping, errors for its probes
     return;
   }
   if (p.proto == kIpProtoIcmp) {
     auto* icmp = static_cast<IcmpHdr*>(p.l4);
     const bool owned = owns_address(dst) || snap.services.is_vip(dst);
     if (owned && icmp->type == kIcmpEchoRequest && icmp->code == 0) {
-      answer_echo(in_port, m, p);
+      finish_echo<kTrace>(in_port, m, p);
     } else {
-      drop(m, owned ? DropReason::kIcmpUnsupported : DropReason::kNoFlow);
+      finish_drop<kTrace>(m, owned ? DropReason::kIcmpUnsupported : DropReason::kNoFlow);
     }
     return;
   }
   if (owns_address(p.ip->src) || snap.services.is_vip(p.ip->src)) {
     // Martian: nobody else may use l4lb's own addresses as a source (RFC 1812 5.3.7).
-    drop(m, DropReason::kIpv4BadSrc);
+    finish_drop<kTrace>(m, DropReason::kIpv4BadSrc);
     return;
   }
   if (owns_address(dst)) {
     if (ports_[in_port].has_tap && dst == ports_[in_port].addr_be) {
-      to_kernel(in_port, m);
+      finish_kernel<kTrace>(in_port, m);
     } else {
-      drop(m, DropReason::kHostUnsupported);
+      finish_drop<kTrace>(m, DropReason::kHostUnsupported);
     }
     return;
   }
   if (p.ip->ttl <= 1) {
-    drop(m, DropReason::kTtlExceeded);
+    finish_drop<kTrace>(m, DropReason::kTtlExceeded);
     return;
   }
   if (const ServicePort* sp = snap.services.find(dst, p.proto, p.key.dst_port)) {
-    handle_service(in_port, *sp, m, p, hash, snap);
+    if constexpr (kTrace) trace_->add(TraceStep::kServicePort, static_cast<uint32_t>(sp - snap.services.ports().data()));
+    handle_service<kTrace>(in_port, *sp, m, p, hash, snap);
   } else if (snap.services.is_vip(dst)) {
-    drop(m, DropReason::kNoServicePort);
+    if constexpr (kTrace) trace_->add(TraceStep::kNoServicePort);
+    finish_drop<kTrace>(m, DropReason::kNoServicePort);
   } else {
-    handle_reply(m, p, hash, snap);
+    handle_reply<kTrace>(m, p, hash, snap);
   }
 }
 
+template <bool kTrace>
 void Worker::handle_service(uint16_t in_port, const ServicePort& sp, rte_mbuf* m, const ParsedPacket& p,
                             uint64_t hash, const Snapshot& snap) noexcept {
+  if constexpr (kTrace) {
+    trace_->add(TraceStep::kAcl, sp.allows(p.ip->src),
+                sp.acl ? static_cast<uint32_t>(sp.acl->match(p.ip->src)) : ~0u);
+  }
   if (!sp.allows(p.ip->src)) {
-    svc_counters_[sp.counter_id].acl_denied++;
-    drop(m, DropReason::kAclDenied);
+    if constexpr (!kTrace) svc_counters_[sp.counter_id].acl_denied++;
+    finish_drop<kTrace>(m, DropReason::kAclDenied);
     return;
   }
-  FlowHit hit = flows_.lookup(p.key, hash, now_s_);
+  FlowHit hit = lookup_flow<kTrace>(p.key, hash);
   if (hit.entry != nullptr && is_reopen(*hit.entry, hit.dir, p.tcp_flags)) {
-    flows_.remove(hit.entry);
+    if constexpr (kTrace) {
+      trace_->add(TraceStep::kFlowReopen);
+    } else {
+      flows_.remove(hit.entry);
+      counters_.flows_reopened++;
+    }
     hit.entry = nullptr;
-    counters_.flows_reopened++;
   }
   if (hit.entry != nullptr && hit.dir == FlowDir::kForward &&
       !sp.has_backend(hit.entry->nat.backend_ip, hit.entry->nat.backend_port)) {
     // Its backend left the Service (drained backends stay listed with weight 0): the
     // connection is gone anyway; a fresh pick keeps the client's retries working.
-    flows_.remove(hit.entry);
+    if constexpr (kTrace) {
+      trace_->add(TraceStep::kFlowRepick);
+    } else {
+      flows_.remove(hit.entry);
+      counters_.flows_repicked++;
+    }
     hit.entry = nullptr;
-    counters_.flows_repicked++;
   }
   FlowNat nat;
   if (hit.entry != nullptr && hit.dir == FlowDir::kForward) {
-    flows_.update(hit.entry, hit.dir, p.tcp_flags, now_s_);
+    if constexpr (kTrace) {
+      trace_->add(TraceStep::kFlowHit, hit.entry->nat.backend_ip, hit.entry->nat.backend_port,
+                  static_cast<uint32_t>(hit.entry->state), now_s_ - hit.entry->created_s);
+    } else {
+      flows_.update(hit.entry, hit.dir, p.tcp_flags, now_s_);
+    }
     nat = hit.entry->nat;
   } else {
     int b = sp.pick(hash, p.ip->src);
-    if (b < 0) {
-      svc_counters_[sp.counter_id].no_backend++;
-      if (sp.reject_when_empty) {
-        reject(in_port, m, p);
+    if constexpr (kTrace) {
+      trace_->add(TraceStep::kFlowMiss);
+      const uint64_t h = sp.client_ip_affinity ? hash_client_ip(p.ip->src) : hash;
+      if (b >= 0) {
+        trace_->add(TraceStep::kMaglev, sp.maglev.size() ? static_cast<uint32_t>(h % sp.maglev.size()) : 0,
+                    static_cast<uint32_t>(b), sp.backend_ips_be[b]);
       } else {
-        drop(m, DropReason::kNoBackend);
+        trace_->add(TraceStep::kNoBackend);
+      }
+    }
+    if (b < 0) {
+      if constexpr (!kTrace) svc_counters_[sp.counter_id].no_backend++;
+      if (sp.reject_when_empty) {
+        finish_reject<kTrace>(in_port, m, p);
+      } else {
+        finish_drop<kTrace>(m, DropReason::kNoBackend);
       }
       return;
     }
     // The flow carries its backend's counter slot, valid whatever snapshot comes later.
     nat = FlowNat{sp.vip_be, sp.backend_ips_be[b], sp.port_be, sp.target_port_be,
                   sp.backend_counter_ids[b]};
-    if (flows_.insert(p.key, hash, nat, p.tcp_flags, now_s_) != nullptr) {
-      counters_.flows_created++;
-      backend_counters_[nat.service_port_id].new_flows++;
-    } else {
-      // Full table: Maglev still names the same backend for every packet of the flow.
-      counters_.flow_insert_failed++;
+    if constexpr (!kTrace) {
+      if (flows_.insert(p.key, hash, nat, p.tcp_flags, now_s_) != nullptr) {
+        counters_.flows_created++;
+        backend_counters_[nat.service_port_id].new_flows++;
+      } else {
+        // Full table: Maglev still names the same backend for every packet of the flow.
+        counters_.flow_insert_failed++;
+      }
     }
   }
-  BackendCounters& bc = backend_counters_[nat.service_port_id];
-  bc.to_packets++;
-  bc.to_bytes += rte_pktmbuf_pkt_len(m);
-  counters_.nat_forward++;
-  nat_and_send(m, p, NatSide::kDestination, nat.backend_ip, nat.backend_port, snap);
+  if constexpr (!kTrace) {
+    BackendCounters& bc = backend_counters_[nat.service_port_id];
+    bc.to_packets++;
+    bc.to_bytes += rte_pktmbuf_pkt_len(m);
+    counters_.nat_forward++;
+  }
+  nat_and_send<kTrace>(m, p, NatSide::kDestination, nat.backend_ip, nat.backend_port, snap);
 }
 
+template <bool kTrace>
 void Worker::handle_reply(rte_mbuf* m, const ParsedPacket& p, uint64_t hash,
                           const Snapshot& snap) noexcept {
-  FlowHit hit = flows_.lookup(p.key, hash, now_s_);
+  FlowHit hit = lookup_flow<kTrace>(p.key, hash);
   uint32_t vip_be;
   uint16_t vip_port_be;
   if (hit.entry != nullptr && hit.dir == FlowDir::kReverse &&
       snap.services.find(hit.entry->nat.vip, p.proto, hit.entry->nat.vip_port) == nullptr) {
     // The Service port this flow belonged to was removed: its flows end here.
-    flows_.remove(hit.entry);
-    counters_.flows_orphaned++;
-    drop(m, DropReason::kNoFlow);
+    if constexpr (!kTrace) {
+      flows_.remove(hit.entry);
+      counters_.flows_orphaned++;
+    }
+    finish_drop<kTrace>(m, DropReason::kNoFlow);
     return;
   }
   if (hit.entry != nullptr && hit.dir == FlowDir::kReverse) {
-    flows_.update(hit.entry, hit.dir, p.tcp_flags, now_s_);
     vip_be = hit.entry->nat.vip;
     vip_port_be = hit.entry->nat.vip_port;
-    BackendCounters& bc = backend_counters_[hit.entry->nat.service_port_id];
-    bc.from_packets++;
-    bc.from_bytes += rte_pktmbuf_pkt_len(m);
-    counters_.nat_reverse++;
+    if constexpr (kTrace) {
+      trace_->add(TraceStep::kFlowReplyHit, vip_be, vip_port_be,
+                  static_cast<uint32_t>(hit.entry->state), now_s_ - hit.entry->created_s);
+    } else {
+      flows_.update(hit.entry, hit.dir, p.tcp_flags, now_s_);
+      BackendCounters& bc = backend_counters_[hit.entry->nat.service_port_id];
+      bc.from_packets++;
+      bc.from_bytes += rte_pktmbuf_pkt_len(m);
+      counters_.nat_reverse++;
+    }
   } else {
+    if constexpr (kTrace) trace_->add(TraceStep::kFlowMiss);
     if (hit.entry != nullptr) {  // a client packet of a flow whose VIP is gone
-      flows_.remove(hit.entry);
-      counters_.flows_orphaned++;
+      if constexpr (!kTrace) {
+        flows_.remove(hit.entry);
+        counters_.flows_orphaned++;
+      }
     }
     // No flow entry (expired, restarted, or another instance made it): an endpoint of
     // exactly one Service port still says which VIP the reply must come from.
     uint32_t i = snap.services.find_endpoint(p.ip->src, p.proto, p.key.src_port);
     if (i == ServiceTable::kNotFound || i == ServiceTable::kAmbiguous) {
-      drop(m, DropReason::kNoFlow);
+      finish_drop<kTrace>(m, DropReason::kNoFlow);
       return;
     }
     const ServicePort& sp = snap.services.ports()[i];
     vip_be = sp.vip_be;
     vip_port_be = sp.port_be;
-    svc_counters_[sp.counter_id].stateless_reply_packets++;
-    svc_counters_[sp.counter_id].stateless_reply_bytes += rte_pktmbuf_pkt_len(m);
-    counters_.nat_reverse_stateless++;
+    if constexpr (kTrace) {
+      trace_->add(TraceStep::kStatelessReply, i);
+    } else {
+      svc_counters_[sp.counter_id].stateless_reply_packets++;
+      svc_counters_[sp.counter_id].stateless_reply_bytes += rte_pktmbuf_pkt_len(m);
+      counters_.nat_reverse_stateless++;
+    }
   }
-  nat_and_send(m, p, NatSide::kSource, vip_be, vip_port_be, snap);
+  nat_and_send<kTrace>(m, p, NatSide::kSource, vip_be, vip_port_be, snap);
 }
 
 void Worker::reject(uint16_t in_port, rte_mbuf* m, const ParsedPacket& p) noexcept {
@@ -488,6 +546,7 @@ void Worker::answer_echo(uint16_t in_port, rte_mbuf* m, const ParsedPacket& p) n
   tx(in_port, m);
 }
 
+template <bool kTrace>
 void Worker::nat_and_send(rte_mbuf* m, const ParsedPacket& p, NatSide side, uint32_t ip_be,
                           uint16_t port_be, const Snapshot& snap) noexcept {
   Ipv4Hdr& ip = *p.ip;
@@ -496,13 +555,18 @@ void Worker::nat_and_send(rte_mbuf* m, const ParsedPacket& p, NatSide side, uint
   const uint32_t dst = side == NatSide::kDestination ? ip_be : ip.dst;
   const NextHop* nh = snap.routes->lookup(dst);
   if (nh == nullptr) {
-    drop(m, DropReason::kNoRoute);
+    if constexpr (kTrace) trace_->add(TraceStep::kNoRoute);
+    finish_drop<kTrace>(m, DropReason::kNoRoute);
     return;
   }
+  if constexpr (kTrace) trace_->add(TraceStep::kRoute, nh->port, nh->gateway_be, dst);
   const PortInfo& out = ports_[nh->port];
   if (ntoh16(ip.total_length) > out.mtu) {
-    drop(m, DropReason::kMtuExceeded);
+    finish_drop<kTrace>(m, DropReason::kMtuExceeded);
     return;
+  }
+  if constexpr (kTrace) {
+    trace_->add(TraceStep::kNat, ip_be, port_be, side == NatSide::kDestination);
   }
   if (out.tx_csum_offload) {
     // The NIC computes both checksums: write the fields and leave it the pseudo-header
@@ -544,10 +608,22 @@ void Worker::nat_and_send(rte_mbuf* m, const ParsedPacket& p, NatSide side, uint
     m->l2_len = sizeof(EthHdr);
   }
   const uint32_t next = nh->gateway_be != 0 ? nh->gateway_be : dst;
+  if constexpr (kTrace) {
+    const MacAddr* mac = neighbors_.peek(next);
+    trace_->add(TraceStep::kNeighbor, next, mac != nullptr);
+    if (mac == nullptr) {
+      trace_->verdict = TraceVerdict::kHold;
+      trace_->out_port = nh->port;
+      rte_pktmbuf_free(m);
+      return;
+    }
+    send_resolved<kTrace>(nh->port, m, *mac);
+    return;
+  }
   NeighborTable::Lookup n = neighbors_.lookup(next, now_tsc_);
   if (n.mac != nullptr) {
     if (n.refresh) send_arp_request(nh->port, next);
-    send_resolved(nh->port, m, *n.mac);
+    send_resolved<false>(nh->port, m, *n.mac);
     return;
   }
   m->port = nh->port;  // where release() sends it once the next hop answers
@@ -567,17 +643,22 @@ void Worker::nat_and_send(rte_mbuf* m, const ParsedPacket& p, NatSide side, uint
   }
 }
 
+template <bool kTrace>
 void Worker::send_resolved(uint16_t out_port, rte_mbuf* m, const MacAddr& dst) noexcept {
   auto* eth = rte_pktmbuf_mtod(m, EthHdr*);
   eth->dst = dst;
   eth->src = ports_[out_port].mac;
-  tx(out_port, m);
+  if constexpr (kTrace) {
+    finish_trace(TraceVerdict::kForward, out_port, m);
+  } else {
+    tx(out_port, m);
+  }
 }
 
 void Worker::release(uint32_t n, rte_mbuf** held, const MacAddr& mac) noexcept {
   for (uint32_t i = 0; i < n; ++i) {
     // Held packets remember their egress port in the mbuf's port field (set by hold()).
-    send_resolved(held[i]->port, held[i], mac);
+    send_resolved<false>(held[i]->port, held[i], mac);
     counters_.neighbor_released++;
   }
 }
@@ -632,6 +713,127 @@ uint32_t Worker::poll_kernel() noexcept {
     total += n;
   }
   return total;
+}
+
+template <bool kTrace>
+FlowHit Worker::lookup_flow(const FlowKey& key, uint64_t hash) noexcept {
+  if constexpr (kTrace) {
+    // Read-only: an expired entry is a miss, but it is not removed.
+    FlowHit hit = flows_.peek(key, hash);
+    if (hit.entry != nullptr && flows_.expired(*hit.entry, now_s_)) return {};
+    return hit;
+  } else {
+    return flows_.lookup(key, hash, now_s_);
+  }
+}
+
+template <bool kTrace>
+void Worker::finish_drop(rte_mbuf* m, DropReason reason) noexcept {
+  if constexpr (kTrace) {
+    trace_->drop = reason;
+    finish_trace(TraceVerdict::kDrop, 0, m);
+  } else {
+    drop(m, reason);
+  }
+}
+
+template <bool kTrace>
+void Worker::finish_kernel(uint16_t port, rte_mbuf* m) noexcept {
+  if constexpr (kTrace) {
+    finish_trace(TraceVerdict::kToKernel, port, m);
+  } else {
+    to_kernel(port, m);
+  }
+}
+
+template <bool kTrace>
+void Worker::finish_echo(uint16_t in_port, rte_mbuf* m, const ParsedPacket& p) noexcept {
+  if constexpr (kTrace) {
+    finish_trace(TraceVerdict::kEchoReply, in_port, m);
+  } else {
+    answer_echo(in_port, m, p);
+  }
+}
+
+template <bool kTrace>
+void Worker::finish_reject(uint16_t in_port, rte_mbuf* m, const ParsedPacket& p) noexcept {
+  if constexpr (kTrace) {
+    finish_trace(TraceVerdict::kReject, in_port, m);
+  } else {
+    reject(in_port, m, p);
+  }
+}
+
+void Worker::finish_trace(TraceVerdict verdict, uint16_t port, rte_mbuf* m) noexcept {
+  trace_->verdict = verdict;
+  trace_->out_port = port;
+  const uint16_t len = std::min<uint16_t>(rte_pktmbuf_data_len(m), sizeof trace_->frame);
+  std::memcpy(trace_->frame, rte_pktmbuf_mtod(m, const uint8_t*), len);
+  trace_->frame_len = len;
+  rte_pktmbuf_free(m);
+}
+
+void Worker::run_trace(TraceJob& job) noexcept {
+  const TraceRequest& r = job.request;
+  trace_ = &job.log;
+  const PortInfo& port = ports_[r.in_port < ports_.size() ? r.in_port : 0];
+  rte_mbuf* m = rte_pktmbuf_alloc(port.pool);
+  if (m == nullptr) {
+    trace_->verdict = TraceVerdict::kNone;
+    trace_ = nullptr;
+    return;
+  }
+  // A synthetic frame as the client would send it, parsed by the same parser.
+  const bool tcp = r.proto == kIpProtoTcp;
+  const uint16_t l4 = tcp ? sizeof(TcpHdr) : sizeof(UdpHdr);
+  auto* eth = reinterpret_cast<EthHdr*>(rte_pktmbuf_append(m, sizeof(EthHdr) + sizeof(Ipv4Hdr) + l4));
+  std::memset(eth, 0, sizeof(EthHdr) + sizeof(Ipv4Hdr) + l4);
+  eth->dst = port.mac;
+  eth->src = MacAddr{{0x02, 0, 0, 0, 0, 0x01}};
+  eth->ether_type = hton16(kEtherTypeIpv4);
+  auto* ip = reinterpret_cast<Ipv4Hdr*>(eth + 1);
+  ip->version_ihl = 0x45;
+  ip->total_length = hton16(static_cast<uint16_t>(sizeof(Ipv4Hdr) + l4));
+  ip->ttl = 64;
+  ip->protocol = r.proto;
+  ip->src = r.src_be;
+  ip->dst = r.dst_be;
+  ip->checksum = ipv4_header_checksum(*ip);
+  if (tcp) {
+    auto* t = reinterpret_cast<TcpHdr*>(ip + 1);
+    t->src_port = r.sport_be;
+    t->dst_port = r.dport_be;
+    t->data_off = 5 << 4;
+    t->flags = r.tcp_flags;
+  } else {
+    auto* u = reinterpret_cast<UdpHdr*>(ip + 1);
+    u->src_port = r.sport_be;
+    u->dst_port = r.dport_be;
+    u->length = hton16(l4);
+  }
+  const Snapshot& snap = *publisher_.current();
+  ParsedPacket p = parse_frame(rte_pktmbuf_mtod(m, uint8_t*), rte_pktmbuf_data_len(m), {});
+  trace_->add(TraceStep::kParsed, p.proto);
+  if (p.kind != PacketKind::kIpv4) {
+    finish_drop<true>(m, p.drop);
+  } else {
+    if (settings_.workers > 1) trace_->add(TraceStep::kOwner, owner_of(p, snap));
+    handle_ipv4<true>(static_cast<uint16_t>(&port - ports_.data()), m, p, hash_flow(p.key), snap);
+  }
+  trace_ = nullptr;
+}
+
+bool Worker::trace(TraceJob& job) noexcept {
+  TraceJob* expected = nullptr;
+  if (!trace_slot_.compare_exchange_strong(expected, &job)) return false;  // one at a time
+  // The worker takes it within one loop; wait for it (this is the API thread).
+  for (int spins = 0; !job.done.load(std::memory_order_acquire); ++spins) {
+    if (spins > 2000000 && trace_slot_.compare_exchange_strong(expected = &job, nullptr)) {
+      return false;  // the worker is not running
+    }
+    std::this_thread::yield();
+  }
+  return true;
 }
 
 void Worker::drop(rte_mbuf* m, DropReason reason) noexcept {

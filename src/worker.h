@@ -16,6 +16,7 @@
 #include "src/port.h"
 #include "src/snapshot.h"
 #include "src/stats.h"
+#include "src/trace.h"
 
 namespace l4lb {
 
@@ -46,6 +47,10 @@ class Worker {
   static int launch(void* worker) { return static_cast<Worker*>(worker)->run(); }
 
   const WorkerCounters& counters() const { return counters_; }
+  // Packet tracer (API thread): runs the worker's own forwarding code on the job's
+  // synthetic packet in trace mode (no side effects) on the worker's lcore, and waits.
+  // false if another trace is running on this worker or the worker does not answer.
+  bool trace(TraceJob& job) noexcept;
   const std::vector<ServicePortCounters>& service_port_counters() const { return svc_counters_; }
   const std::vector<BackendCounters>& backend_counters() const { return backend_counters_; }
   uint32_t flow_table_size() const { return flow_entries_; }
@@ -71,20 +76,25 @@ class Worker {
   void learn_arp(uint16_t in_port, const ParsedPacket& p, bool create = true) noexcept;
   void handle_arp(uint16_t in_port, rte_mbuf* m, const ParsedPacket& p,
                   const Snapshot& snap) noexcept;
+  template <bool kTrace>
   void handle_ipv4(uint16_t in_port, rte_mbuf* m, const ParsedPacket& p, uint64_t hash,
                    const Snapshot& snap) noexcept;
   // Answers a packet for a Service port without backends as its host would (RST / ICMP).
   void reject(uint16_t in_port, rte_mbuf* m, const ParsedPacket& p) noexcept;
+  template <bool kTrace>
   void handle_service(uint16_t in_port, const ServicePort& sp, rte_mbuf* m, const ParsedPacket& p, uint64_t hash,
                       const Snapshot& snap) noexcept;
+  template <bool kTrace>
   void handle_reply(rte_mbuf* m, const ParsedPacket& p, uint64_t hash,
                     const Snapshot& snap) noexcept;
   void answer_echo(uint16_t in_port, rte_mbuf* m, const ParsedPacket& p) noexcept;
   enum class NatSide : uint8_t { kDestination, kSource };
   // Rewrites one side's address and port (DNAT or reverse NAT), decrements TTL, fixes
   // checksums (incrementally, or by TX offload where the egress port has it), routes, sends.
+  template <bool kTrace>
   void nat_and_send(rte_mbuf* m, const ParsedPacket& p, NatSide side, uint32_t ip_be,
                     uint16_t port_be, const Snapshot& snap) noexcept;
+  template <bool kTrace>
   void send_resolved(uint16_t out_port, rte_mbuf* m, const MacAddr& dst) noexcept;
   void send_arp_request(uint16_t out_port, uint32_t target_be) noexcept;
   void release(uint32_t n, rte_mbuf** held, const MacAddr& mac) noexcept;
@@ -93,6 +103,20 @@ class Worker {
   void to_kernel(uint16_t port, rte_mbuf* m) noexcept;
   uint32_t poll_kernel() noexcept;
   void drop(rte_mbuf* m, DropReason reason) noexcept;
+  // The side effects of the forwarding code, each specialised at compile time: the real
+  // path sends, drops and counts; the trace path records the verdict in trace_.
+  template <bool kTrace>
+  FlowHit lookup_flow(const FlowKey& key, uint64_t hash) noexcept;
+  template <bool kTrace>
+  void finish_drop(rte_mbuf* m, DropReason reason) noexcept;
+  template <bool kTrace>
+  void finish_kernel(uint16_t port, rte_mbuf* m) noexcept;
+  template <bool kTrace>
+  void finish_echo(uint16_t in_port, rte_mbuf* m, const ParsedPacket& p) noexcept;
+  template <bool kTrace>
+  void finish_reject(uint16_t in_port, rte_mbuf* m, const ParsedPacket& p) noexcept;
+  void finish_trace(TraceVerdict verdict, uint16_t port, rte_mbuf* m) noexcept;
+  void run_trace(TraceJob& job) noexcept;
   bool owns_address(uint32_t ip_be) const noexcept;
   static void tx_failed(rte_mbuf** pkts, uint16_t unsent, void* ctx);
 
@@ -118,6 +142,8 @@ class Worker {
   uint64_t now_tsc_ = 0;
   uint32_t now_s_ = 0;
   WorkerCounters counters_;
+  std::atomic<TraceJob*> trace_slot_{nullptr};
+  TraceLog* trace_ = nullptr;  // set only while run_trace() runs
   std::vector<ServicePortCounters> svc_counters_;
   std::vector<BackendCounters> backend_counters_;
   volatile uint32_t flow_entries_ = 0;  // flows_.size() as of the last loop, for the exporter

@@ -3,11 +3,14 @@
 #include <httplib.h>
 
 #include <chrono>
+#include <map>
+#include <optional>
 #include <stdexcept>
 #include <thread>
 
 #include "src/api/render.h"
 #include "src/log.h"
+#include "src/trace.h"
 #include "src/worker.h"
 
 #ifndef L4LB_VERSION
@@ -167,18 +170,109 @@ class ServerImpl {
                    });
     server_.Get("/v1/backends", [this](const httplib::Request&, httplib::Response& res) {
       ControlView v = control_.view();
+      std::map<health::TargetKey, health::TargetStatus> health;
+      for (auto& st : control_.health_status()) health.emplace(st.key, std::move(st));
       json list = json::array();
       for (const auto& svc : v.running.services) {
         for (const auto& b : svc.backends) {
-          // No health checker runs yet: a backend's state is its weight.
-          list.push_back({{"service", svc.name},
-                          {"ip", format_ipv4(b.ip)},
-                          {"weight", b.weight},
-                          {"state", b.weight > 0 ? "ready" : "draining"},
-                          {"health", "unchecked"}});
+          json item = {{"service", svc.name}, {"ip", format_ipv4(b.ip)}, {"weight", b.weight}};
+          auto target = Control::health_target(svc, b.ip);
+          auto st = target ? health.find(target->key()) : health.end();
+          if (!target) {
+            item["health"] = "unchecked";
+            item["state"] = b.weight > 0 ? "ready" : "draining";
+          } else if (st == health.end()) {
+            item["health"] = "pending";
+            item["state"] = b.weight > 0 ? "ready" : "draining";
+          } else {
+            const health::TargetStatus& t = st->second;
+            item["health"] = health::to_string(t.state);
+            item["healthy"] = t.healthy;
+            item["state"] = !t.healthy ? "unhealthy" : b.weight > 0 ? "ready" : "draining";
+            item["check"] = t.key.to_string();
+            item["since"] = std::chrono::duration<double>(t.since.time_since_epoch()).count();
+            item["lastResult"] = t.last.to_string();
+            item["lastLatencyMs"] = t.last_latency.count() / 1000.0;
+            item["consecutiveSuccesses"] = t.consecutive_successes;
+            item["consecutiveFailures"] = t.consecutive_failures;
+            item["transitions"] = t.transitions;
+          }
+          list.push_back(std::move(item));
         }
       }
       reply(res, 200, {{"generation", v.generation}, {"backends", list}});
+    });
+    server_.Get("/v1/trace", [this](const httplib::Request& req, httplib::Response& res) {
+      TraceRequest tr;
+      auto param = [&](const char* name) -> std::optional<std::string> {
+        if (!req.has_param(name)) return std::nullopt;
+        return req.get_param_value(name);
+      };
+      auto proto = param("proto").value_or("tcp");
+      if (proto != "tcp" && proto != "udp") {
+        reply(res, 400, error_json("proto must be tcp or udp", "proto"));
+        return;
+      }
+      tr.proto = proto == "tcp" ? 6 : 17;
+      for (const char* name : {"src", "dst"}) {
+        auto text = param(name);
+        auto addr = text ? parse_ipv4(*text) : std::nullopt;
+        if (!addr) {
+          reply(res, 400, error_json(std::string(name) + " must be an IPv4 address", name));
+          return;
+        }
+        (std::string(name) == "src" ? tr.src_be : tr.dst_be) = hton32(*addr);
+      }
+      for (const char* name : {"sport", "dport"}) {
+        auto text = param(name);
+        int value = 0;
+        if (!text || text->empty() || text->size() > 5 ||
+            text->find_first_not_of("0123456789") != std::string::npos ||
+            (value = std::stoi(*text)) < 1 || value > 65535) {
+          reply(res, 400, error_json(std::string(name) + " must be a port 1-65535", name));
+          return;
+        }
+        (std::string(name) == "sport" ? tr.sport_be : tr.dport_be) =
+            hton16(static_cast<uint16_t>(value));
+      }
+      if (auto flags = param("flags")) {
+        if (*flags == "ack") tr.tcp_flags = 0x10;
+        else if (*flags != "syn") {
+          reply(res, 400, error_json("flags must be syn or ack", "flags"));
+          return;
+        }
+      }
+      if (auto port = param("port")) {
+        size_t i = 0;
+        while (i < ports_.size() && ports_[i].name != *port) ++i;
+        if (i == ports_.size()) {
+          reply(res, 400, error_json("no such port " + *port, "port"));
+          return;
+        }
+        tr.in_port = static_cast<uint16_t>(i);
+      }
+      // Worker 0 says which worker owns the flow; the owner then runs it against its table.
+      size_t worker = 0;
+      auto job = std::make_unique<TraceJob>();
+      for (int round = 0; round < 2; ++round) {
+        job = std::make_unique<TraceJob>();
+        job->request = tr;
+        if (!workers_[worker]->trace(*job)) {
+          reply(res, 503, error_json("the worker did not take the trace; try again"));
+          return;
+        }
+        size_t owner = worker;
+        for (uint8_t i = 0; i < job->log.n; ++i) {
+          if (job->log.steps[i].kind == TraceStep::kOwner) owner = job->log.steps[i].a;
+        }
+        if (owner == worker || owner >= workers_.size()) break;
+        worker = owner;
+      }
+      std::string text = control_.with_snapshot([&](const Snapshot& snap) {
+        return trace_json(tr, job->log, snap, ports_, workers_[worker]->lcore());
+      });
+      res.status = 200;
+      res.set_content(text + "\n", "application/json");
     });
     server_.Post("/v1/reload", [this](const httplib::Request&, httplib::Response& res) {
       ChangeResult r = control_.reload_file();
