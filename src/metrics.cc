@@ -254,11 +254,11 @@ class MetricsCollector : public prometheus::Collectable {
       by_key.emplace(std::move(key), std::move(st));
     }
     const ControlView view = control_.view();
-    auto latency = family("health_probe_latency_seconds",
-                          "latency of the last finished probe (connect to verdict)",
-                          MetricType::Gauge);
-    auto transitions = family("health_transitions_total",
-                              "changes of the backend's health verdict", MetricType::Counter);
+    auto latency =
+        family("health_probe_latency_seconds",
+               "latency of the last finished probe (connect to verdict)", MetricType::Gauge);
+    auto transitions = family("health_transitions_total", "changes of the backend's health verdict",
+                              MetricType::Counter);
     auto probes = family("health_probes_total", "health probes started", MetricType::Counter);
     for (const auto& s : view.running.services) {
       for (const auto& b : s.backends) {
@@ -268,9 +268,8 @@ class MetricsCollector : public prometheus::Collectable {
         if (it == by_key.end()) continue;  // not yet handed to the checker
         const health::TargetStatus& st = it->second;
         for (const auto& p : s.ports) {
-          std::vector<ClientMetric::Label> l{{"service", s.name},
-                                             {"service_port", p.name},
-                                             {"backend", format_ipv4(b.ip)}};
+          std::vector<ClientMetric::Label> l{
+              {"service", s.name}, {"service_port", p.name}, {"backend", format_ipv4(b.ip)}};
           if (st.last.outcome != health::Outcome::kNone) {
             add(latency, l, std::chrono::duration<double>(st.last_latency).count());
           }
