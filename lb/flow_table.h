@@ -154,6 +154,15 @@ class FlowTable {
     }
   }
 
+  // The same over entry slots [begin, end) only, for incremental listing.
+  template <class F>
+  void for_each_in(uint32_t begin, uint32_t end, F&& f) const {
+    for (uint32_t i = begin; i < end && i < capacity_; ++i) {
+      const FlowEntry& e = entries_[i];
+      if (e.state != kFreeState && !f(e)) return;
+    }
+  }
+
   // Diagnostics and tests: the index size and the two buckets a key hash may live in.
   uint32_t index_buckets() const noexcept { return bucket_mask_ + 1; }
   std::pair<uint32_t, uint32_t> candidate_buckets(uint64_t hash) const noexcept {

@@ -316,7 +316,14 @@ def test_backends_flows_status(env):
     status, f = client.call("GET", "/v1/flows?limit=5")
     assert status == 200 and f["limit"] == 5
     assert len(f["workers"]) == 1 and f["workers"][0]["created"] >= 5
-    assert f["capacity"] > 0 and "request/reply ring" in f["note"]
+    assert f["capacity"] > 0 and 1 <= len(f["flows"]) <= 5
+    for flow in f["flows"]:
+        assert flow["proto"] == "tcp" and flow["client"].startswith("10.0.0.2:")
+        # Earlier tests opened flows to other VIPs too; every one names a pod.
+        assert flow["vip"].startswith("172.16.12.") and flow["vip"].endswith(":80")
+        assert flow["backend"].split(":")[0] in PODS.values()
+        assert flow["state"] in ("syn_sent", "syn_ack_seen", "established", "closing")
+        assert flow["ageSeconds"] >= 0 and flow["idleSeconds"] >= 0
     status, s = client.call("GET", "/v1/status")
     assert status == 200
     assert s["version"] and s["uptimeSeconds"] > 0 and s["generation"] >= 1

@@ -29,16 +29,18 @@ the two "nodes", pod_server.py as the nodePort 30080 named node-a / node-b.
 
 import collections
 import json
+import os
 import re
 import select
 import signal
 import subprocess
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 
-from e2e_test import DEMO_CONFIG, L4LBD, LIB, PODS, PY, TOPO, free_tcp_port
+from e2e_test import DEMO_CONFIG, L4LBD, LIB, PID_DIR, PODS, PY, TOPO, free_tcp_port
 
 PREFIX = "l4h"
 INTERVAL_S, TIMEOUT_S, HEALTHY_N, UNHEALTHY_N = 0.2, 0.15, 1, 2
@@ -200,6 +202,10 @@ def reload(lab, text):
         lab["log"].read_text()[-2000:])
 
 
+def log_tail(lab, lines=30):
+    return "\n".join(lab["log"].read_text(errors="replace").splitlines()[-lines:])
+
+
 def wait_for(predicate, timeout=10):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -207,6 +213,21 @@ def wait_for(predicate, timeout=10):
             return True
         time.sleep(0.1)
     return False
+
+
+def stop_stale_l4lbd():
+    """Ends the l4lbd an earlier, killed run of this file left (its pid file names it);
+    never one it did not start."""
+    pid_file = PID_DIR / f"{PREFIX}.pid"
+    try:
+        pid = int(pid_file.read_text().strip())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except (ValueError, OSError):
+        cmdline = ""
+    if "l4lbd" in cmdline and f"{PREFIX}.yaml" in cmdline:
+        os.kill(pid, signal.SIGTERM)
+        wait_for(lambda: not Path(f"/proc/{pid}").exists(), 10)
+    pid_file.unlink(missing_ok=True)
 
 
 @pytest.fixture(scope="module")
@@ -228,7 +249,7 @@ def lab(tmp_path_factory):
     text += EXTRA_SERVICES
     config = work / "l4h.yaml"
     config.write_text(text)
-    subprocess.run(["pkill", "-f", "l4lbd --config .*l4h.yaml"], check=False)
+    stop_stale_l4lbd()
     topo("down")
     pods, extras, l4lbd = {}, [], None
     log_path = work / "l4lbd.log"
@@ -253,6 +274,8 @@ def lab(tmp_path_factory):
         with open(log_path, "w") as log:
             l4lbd = subprocess.Popen([str(L4LBD), "--config", str(config)], stdout=log,
                                      stderr=subprocess.STDOUT)
+        PID_DIR.mkdir(parents=True, exist_ok=True)
+        (PID_DIR / f"{PREFIX}.pid").write_text(f"{l4lbd.pid}\n")
         assert wait_for(lambda: "ready:" in log_path.read_text(), 30), log_path.read_text()
         yield {"pods": pods, "metrics": metrics_port, "log": log_path, "l4lbd": l4lbd,
                "work": work, "config": config, "text": text, "ran": set()}
@@ -260,6 +283,7 @@ def lab(tmp_path_factory):
         if l4lbd is not None and l4lbd.poll() is None:
             l4lbd.send_signal(signal.SIGTERM)
             l4lbd.wait(timeout=15)
+        (PID_DIR / f"{PREFIX}.pid").unlink(missing_ok=True)
         rest = [p for p in [*pods.values(), *extras] if p.poll() is None]
         for p in rest:
             p.terminate()  # all at once: each takes up to half a second to wind down
@@ -432,9 +456,9 @@ def test_all_unhealthy_spread_and_drop(lab):
     finally:
         for name in PODS:
             set_code(lab, name, 200)
-    assert wait_for(lambda: set(up(lab, "checkdrop").values()) == {1.0}, 5)
+    assert wait_for(lambda: set(up(lab, "checkdrop").values()) == {1.0}, 5), log_tail(lab)
     r = http(6, DROP_VIP)
-    assert r["failed"] == 0, r
+    assert r["failed"] == 0, (r, log_tail(lab))
     lab["ran"].add("all_unhealthy")
 
 

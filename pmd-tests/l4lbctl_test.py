@@ -97,7 +97,8 @@ def test_get_backends_flows_status(env):
     assert "frontend   10.4.1.11   1        ready   unchecked" in out.replace("  ", "  "), out
     out, _ = ok(env, "get", "flows", "--limit", "10")
     assert out.splitlines()[0].split()[:4] == ["WORKER", "LCORE", "ENTRIES", "CAPACITY"]
-    assert "request/reply ring" in out
+    assert "PROTO  CLIENT" in out.replace("   ", "  ") or "PROTO" in out, out
+    assert "10.0.0.2:" in out and ":8080" in out, out
     flows = json.loads(ok(env, "-o", "json", "get", "flows")[0])
     assert flows["workers"][0]["created"] >= 5
     out, _ = ok(env, "status")

@@ -148,8 +148,16 @@ void get_flows(Api& api, const Options& o, unsigned limit) {
                     str(w["created"]), str(w["expired"]), str(w["repicked"])});
   }
   print_table(rows);
-  std::printf("total: %s of %s entries\nnote: %s\n", str(r["entries"]).c_str(),
-              str(r["capacity"]).c_str(), str(r["note"]).c_str());
+  std::printf("total: %s of %s entries\n\n", str(r["entries"]).c_str(),
+              str(r["capacity"]).c_str());
+  std::vector<std::vector<std::string>> flows{
+      {"PROTO", "CLIENT", "VIP", "BACKEND", "STATE", "AGE", "IDLE", "WORKER"}};
+  for (const auto& f : r["flows"]) {
+    flows.push_back({str(f["proto"]), str(f["client"]), str(f["vip"]), str(f["backend"]),
+                     str(f["state"]), str(f["ageSeconds"]) + "s", str(f["idleSeconds"]) + "s",
+                     str(f["worker"])});
+  }
+  print_table(flows);
 }
 
 void status(Api& api, const Options& o) {

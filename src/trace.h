@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "lb/drop_reason.h"
+#include "lb/flow_table.h"
 
 namespace l4lb {
 
@@ -69,6 +70,17 @@ struct TraceRequest {
 struct TraceJob {
   TraceRequest request;
   TraceLog log;
+  std::atomic<bool> done{false};
+};
+
+// A request for a worker's flow entries (GET /v1/flows): the worker copies up to `limit`
+// live entries into `flows` (reserved by the requester, so the worker never allocates),
+// scanning a slice of its table per loop iteration so forwarding never stalls.
+struct FlowListJob {
+  uint32_t limit = 0;
+  std::vector<FlowEntry> flows;
+  uint32_t now_s = 0;    // the worker's clock when it finished (entries' times are on it)
+  uint32_t cursor = 0;   // worker-private progress
   std::atomic<bool> done{false};
 };
 

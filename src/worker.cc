@@ -130,6 +130,9 @@ int Worker::run() noexcept {
           [this](rte_mbuf* m) { drop(m, DropReason::kNeighborTimeout); });
     }
     flow_entries_ = flows_.size();
+    if (FlowListJob* job = flow_slot_.load(std::memory_order_acquire)) [[unlikely]] {
+      step_flow_list(*job);
+    }
     if (TraceJob* job = trace_slot_.load(std::memory_order_acquire)) [[unlikely]] {
       if (trace_slot_.compare_exchange_strong(job, nullptr)) {
         run_trace(*job);
@@ -830,6 +833,36 @@ bool Worker::trace(TraceJob& job) noexcept {
   for (int spins = 0; !job.done.load(std::memory_order_acquire); ++spins) {
     if (spins > 2000000 && trace_slot_.compare_exchange_strong(expected = &job, nullptr)) {
       return false;  // the worker is not running
+    }
+    std::this_thread::yield();
+  }
+  return true;
+}
+
+void Worker::step_flow_list(FlowListJob& job) noexcept {
+  // A slice per loop iteration: a large table never stalls RX for long.
+  constexpr uint32_t kSlice = 4096;
+  const uint32_t end = std::min(job.cursor + kSlice, flows_.capacity());
+  flows_.for_each_in(job.cursor, end, [&](const FlowEntry& e) {
+    if (job.flows.size() >= job.limit) return false;
+    if (!flows_.expired(e, now_s_)) job.flows.push_back(e);  // capacity reserved: no allocation
+    return true;
+  });
+  job.cursor = end;
+  if (end == flows_.capacity() || job.flows.size() >= job.limit) {
+    job.now_s = now_s_;
+    flow_slot_.store(nullptr, std::memory_order_relaxed);
+    job.done.store(true, std::memory_order_release);
+  }
+}
+
+bool Worker::list_flows(FlowListJob& job) noexcept {
+  FlowListJob* expected = nullptr;
+  if (!flow_slot_.compare_exchange_strong(expected, &job)) return false;
+  for (int spins = 0; !job.done.load(std::memory_order_acquire); ++spins) {
+    if (spins > 20000000 && job.cursor == 0 &&
+        flow_slot_.compare_exchange_strong(expected = &job, nullptr)) {
+      return false;  // the worker never started it
     }
     std::this_thread::yield();
   }

@@ -51,6 +51,8 @@ class Worker {
   // synthetic packet in trace mode (no side effects) on the worker's lcore, and waits.
   // false if another trace is running on this worker or the worker does not answer.
   bool trace(TraceJob& job) noexcept;
+  // GET /v1/flows (API thread): waits while the worker copies its live flow entries.
+  bool list_flows(FlowListJob& job) noexcept;
   const std::vector<ServicePortCounters>& service_port_counters() const { return svc_counters_; }
   const std::vector<BackendCounters>& backend_counters() const { return backend_counters_; }
   uint32_t flow_table_size() const { return flow_entries_; }
@@ -143,6 +145,8 @@ class Worker {
   uint32_t now_s_ = 0;
   WorkerCounters counters_;
   std::atomic<TraceJob*> trace_slot_{nullptr};
+  std::atomic<FlowListJob*> flow_slot_{nullptr};
+  void step_flow_list(FlowListJob& job) noexcept;
   TraceLog* trace_ = nullptr;  // set only while run_trace() runs
   std::vector<ServicePortCounters> svc_counters_;
   std::vector<BackendCounters> backend_counters_;

@@ -23,10 +23,6 @@ namespace {
 
 using nlohmann::json;
 
-constexpr const char* kFlowListNote =
-    "flow entries are owned by the workers and read lock-free only by them; this endpoint "
-    "reports per-worker summaries. Listing individual flows needs a worker-side request/reply "
-    "ring and is not implemented yet.";
 
 double wall_seconds() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
@@ -291,11 +287,13 @@ class ServerImpl {
               error_json("limit must be an integer 1-" + std::to_string(kMaxFlowLimit), "limit"));
         return;
       }
-      // Single-writer counters, read as the metrics exporter reads them; never the tables.
+      // Each worker copies its own entries between bursts (FlowListJob); counters are read
+      // as the metrics exporter reads them.
       json list = json::array();
+      json flows = json::array();
       uint64_t entries = 0, capacity = 0;
       for (size_t i = 0; i < workers_.size(); ++i) {
-        const Worker& w = *workers_[i];
+        Worker& w = *workers_[i];
         const WorkerCounters& c = w.counters();
         list.push_back({{"worker", i},
                         {"lcore", w.lcore()},
@@ -307,14 +305,37 @@ class ServerImpl {
                         {"insertFailed", c.flow_insert_failed}});
         entries += w.flow_table_size();
         capacity += w.flow_table_capacity();
+        if (flows.size() >= *limit) continue;
+        FlowListJob job;
+        job.limit = static_cast<uint32_t>(*limit - flows.size());
+        job.flows.reserve(job.limit);
+        if (!w.list_flows(job)) {
+          reply(res, 503, error_json("worker " + std::to_string(i) + " did not answer; try again"));
+          return;
+        }
+        static const char* const kStates[] = {"syn_sent", "syn_ack_seen", "established",
+                                              "closing", "udp"};
+        for (const FlowEntry& e : job.flows) {
+          auto ep = [](uint32_t ip_be, uint16_t port_be) {
+            return format_ipv4(ntoh32(ip_be)) + ":" + std::to_string(ntoh16(port_be));
+          };
+          const auto state = static_cast<unsigned>(e.state);
+          flows.push_back({{"proto", e.fwd.proto == 6 ? "tcp" : "udp"},
+                           {"client", ep(e.fwd.src_ip, e.fwd.src_port)},
+                           {"vip", ep(e.nat.vip, e.nat.vip_port)},
+                           {"backend", ep(e.nat.backend_ip, e.nat.backend_port)},
+                           {"state", state < 5 ? kStates[state] : "unknown"},
+                           {"ageSeconds", job.now_s - e.created_s},
+                           {"idleSeconds", job.now_s - e.last_seen_s},
+                           {"worker", i}});
+        }
       }
       reply(res, 200,
             {{"limit", *limit},
              {"entries", entries},
              {"capacity", capacity},
              {"workers", list},
-             {"flows", json::array()},
-             {"note", kFlowListNote}});
+             {"flows", flows}});
     });
     server_.Get("/v1/status", [this](const httplib::Request&, httplib::Response& res) {
       ControlView v = control_.view();
