@@ -32,6 +32,7 @@ import json
 import os
 import re
 import select
+import shutil
 import signal
 import subprocess
 import time
@@ -481,6 +482,12 @@ def test_external_traffic_policy_local_follows_node_healthz(lab):
 
 
 def test_health_metrics(lab):
+    if shutil.which("promtool"):
+        text = urllib.request.urlopen(f"http://127.0.0.1:{lab['metrics']}/metrics",
+                                      timeout=5).read()
+        r = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True,
+                           timeout=30)
+        assert r.returncode == 0, r.stdout + r.stderr
     first = scrape(lab["metrics"])
     time.sleep(1.0)
     second = scrape(lab["metrics"])
