@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <bit>
+#include <map>
 #include <unordered_map>
 
 #include "lb/flow_key.h"
@@ -10,7 +11,7 @@
 namespace l4lb {
 
 int ServicePort::pick(uint64_t flow_hash, uint32_t client_ip_be) const noexcept {
-  return maglev.lookup(client_ip_affinity ? hash_client_ip(client_ip_be) : flow_hash);
+  return maglev->lookup(client_ip_affinity ? hash_client_ip(client_ip_be) : flow_hash);
 }
 
 bool ServicePort::has_backend(uint32_t ip_be, uint16_t port_be) const noexcept {
@@ -43,7 +44,22 @@ uint32_t ServiceTable::get(const std::vector<Slot>& slots, uint64_t key) noexcep
   }
 }
 
-ServiceTable::ServiceTable(const std::vector<ServiceSpec>& services, uint32_t maglev_size) {
+ServiceTable::ServiceTable(const std::vector<ServiceSpec>& services, uint32_t maglev_size,
+                           const ServiceTable* previous) {
+  // The input of a build, in canonical order: equal keys give equal tables.
+  using MaglevKey = std::pair<uint32_t, std::vector<std::pair<uint32_t, uint32_t>>>;
+  auto key_of = [](uint32_t size, const std::vector<MaglevBackend>& backends) {
+    MaglevKey key{size, {}};
+    for (const auto& b : backends) key.second.emplace_back(b.ip, b.weight);
+    std::sort(key.second.begin(), key.second.end());
+    return key;
+  };
+  std::map<MaglevKey, std::shared_ptr<const MaglevTable>> reusable;
+  if (previous != nullptr) {
+    for (const auto& sp : previous->ports_) {
+      reusable.emplace(key_of(sp.maglev->size(), sp.maglev->backends()), sp.maglev);
+    }
+  }
   size_t n_ports = 0;
   for (const auto& s : services) n_ports += s.ports.size();
   ports_.reserve(n_ports);
@@ -56,9 +72,16 @@ ServiceTable::ServiceTable(const std::vector<ServiceSpec>& services, uint32_t ma
     backends.reserve(s.backends.size());
     for (const auto& b : s.backends) backends.push_back(MaglevBackend{b.ip, b.weight});
     // Every port of a Service has the same backend set, so one build serves them all.
-    MaglevTable table(backends, maglev_size);
+    std::shared_ptr<const MaglevTable> table;
+    if (auto it = reusable.find(key_of(maglev_size, backends)); it != reusable.end()) {
+      table = it->second;
+      ++maglev_reused_;
+    } else {
+      table = std::make_shared<const MaglevTable>(backends, maglev_size);
+      ++maglev_built_;
+    }
     std::vector<uint32_t> ips_be;
-    for (const auto& b : table.backends()) ips_be.push_back(hton32(b.ip));
+    for (const auto& b : table->backends()) ips_be.push_back(hton32(b.ip));
     std::unordered_map<uint32_t, size_t> spec_index;  // backend ip -> position in s.backends
     for (size_t i = 0; i < s.backends.size(); ++i) spec_index[s.backends[i].ip] = i;
 
@@ -79,7 +102,7 @@ ServiceTable::ServiceTable(const std::vector<ServiceSpec>& services, uint32_t ma
       sp.backend_set_be = ips_be;
       std::sort(sp.backend_set_be.begin(), sp.backend_set_be.end());
       sp.counter_id = p.counter_id;
-      for (const auto& b : table.backends()) {
+      for (const auto& b : table->backends()) {
         const BackendSpec& spec = s.backends[spec_index.at(b.ip)];
         sp.backend_counter_ids.push_back(
             port_index < spec.counter_ids.size() ? spec.counter_ids[port_index] : 0);

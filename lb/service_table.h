@@ -53,7 +53,8 @@ struct ServicePort {
   bool client_ip_affinity = false;
   bool reject_when_empty = false;
   std::shared_ptr<const SourceRanges> acl;  // null: every source allowed; shared by a Service's ports
-  MaglevTable maglev;
+  // Shared by the Service's ports, and by later snapshots while the backends stay the same.
+  std::shared_ptr<const MaglevTable> maglev;
   std::vector<uint32_t> backend_ips_be;  // in maglev.backends() order
   uint32_t counter_id = 0;
   std::vector<uint32_t> backend_counter_ids;  // in maglev.backends() order
@@ -75,7 +76,12 @@ class ServiceTable {
 
   ServiceTable() = default;
   // Specs must already be validated (unique names and VIP/proto/port, prime maglev_size).
-  ServiceTable(const std::vector<ServiceSpec>& services, uint32_t maglev_size);
+  // Maglev tables of `previous` whose backend set (IPs and weights) and size are unchanged
+  // are reused instead of rebuilt.
+  ServiceTable(const std::vector<ServiceSpec>& services, uint32_t maglev_size,
+               const ServiceTable* previous = nullptr);
+  size_t maglev_built() const { return maglev_built_; }
+  size_t maglev_reused() const { return maglev_reused_; }
 
   const std::vector<ServicePort>& ports() const { return ports_; }
   size_t size() const { return ports_.size(); }
@@ -106,6 +112,8 @@ class ServiceTable {
   std::vector<Slot> by_endpoint_;
   std::vector<Slot> vip_set_;
   std::vector<uint32_t> vips_;
+  size_t maglev_built_ = 0;
+  size_t maglev_reused_ = 0;
 };
 
 }  // namespace l4lb

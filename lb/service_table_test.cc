@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <set>
 
 #include "lb/flow_key.h"
@@ -107,6 +108,27 @@ TEST(ServiceTable, HasBackendKeepsDrainedAndDropsRemovedOrRetargeted) {
     FlowKey k{hton32(0x0a000002), http->vip_be, hton16(sport), http->port_be, 6};
     EXPECT_NE(http->backend_ips_be[http->pick(hash_flow(k), 0)], hton32(0x0a04010d));
   }
+}
+
+TEST(ServiceTable, ReusesMaglevTablesWhoseBackendsDidNotChange) {
+  auto specs = two_services();
+  ServiceTable first(specs, 251);
+  EXPECT_EQ(first.maglev_built(), 2u);  // one per Service, shared by its ports
+  EXPECT_EQ(first.ports()[0].maglev, first.ports()[1].maglev);
+  ServiceTable same(specs, 251, &first);
+  EXPECT_EQ(same.maglev_built(), 0u);
+  EXPECT_EQ(same.maglev_reused(), 2u);
+  EXPECT_EQ(same.ports()[0].maglev, first.ports()[0].maglev);
+  specs[1].backends.push_back(backend(0x0a04010e));  // dns gains a backend
+  std::reverse(specs[0].backends.begin(), specs[0].backends.end());  // order does not matter
+  ServiceTable changed(specs, 251, &same);
+  EXPECT_EQ(changed.maglev_built(), 1u);
+  EXPECT_EQ(changed.maglev_reused(), 1u);
+  EXPECT_EQ(changed.ports()[0].maglev, first.ports()[0].maglev);
+  EXPECT_NE(changed.ports()[2].maglev, first.ports()[2].maglev);
+  specs[0].backends[0].weight = 2;  // a weight change rebuilds
+  EXPECT_EQ(ServiceTable(specs, 251, &changed).maglev_built(), 1u);
+  EXPECT_EQ(ServiceTable(specs, 257, &changed).maglev_built(), 2u);  // so does the size
 }
 
 }  // namespace

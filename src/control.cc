@@ -37,7 +37,7 @@ void Control::start() {
   checker_ = health::HealthChecker::start(std::move(options), &error);
   if (!checker_) throw std::runtime_error("health checker: " + error);
   checker_->set_targets(health_targets(running_));
-  publisher_.publish(build_snapshot(running_, ports_, ++generation_, slots_, health_view()));
+  publisher_.publish(build_snapshot(running_, ports_, ++generation_, slots_, health_view(), publisher_.current()));
   last_reload_time_ = wall_seconds();
   size_t ports = 0;
   for (const auto& s : running_.services) ports += s.ports.size();
@@ -111,7 +111,7 @@ bool Control::apply_health_changes() {
   if (!health_changed_.exchange(false)) return false;
   std::lock_guard lock(mutex_);
   try {
-    publisher_.publish(build_snapshot(running_, ports_, generation_ + 1, slots_, health_view()));
+    publisher_.publish(build_snapshot(running_, ports_, generation_ + 1, slots_, health_view(), publisher_.current()));
   } catch (const std::exception& e) {
     L4LB_ERROR("health: cannot publish the change: %s", e.what());
     health_changed_.store(true);  // try again on the next round
@@ -153,7 +153,7 @@ ChangeResult Control::reload_file() {
   next.dataplane.eal = running_.dataplane.eal;
   next.dataplane.flow_table = running_.dataplane.flow_table;
   try {
-    publisher_.publish(build_snapshot(next, ports_, generation_ + 1, slots_, health_view()));
+    publisher_.publish(build_snapshot(next, ports_, generation_ + 1, slots_, health_view(), publisher_.current()));
   } catch (const std::exception& e) {
     ++reloads_failed_;
     L4LB_ERROR("reload rejected: %s: %s", config_path_.c_str(), e.what());
@@ -168,8 +168,10 @@ ChangeResult Control::reload_file() {
   checker_->set_targets(health_targets(running_));
   // The file replaces every API edit (documented in the README).
   sources_.assign(running_.services.size(), ServiceSource::kFile);
-  L4LB_INFO("reloaded %s: generation %lu", config_path_.c_str(),
-            static_cast<unsigned long>(generation_));
+  L4LB_INFO("reloaded %s: generation %lu (Maglev tables: %zu rebuilt, %zu unchanged)",
+            config_path_.c_str(), static_cast<unsigned long>(generation_),
+            publisher_.current()->services.maglev_built(),
+            publisher_.current()->services.maglev_reused());
   return {ChangeStatus::kOk, {}, generation_};
 }
 
@@ -180,7 +182,7 @@ ChangeResult Control::apply_locked(config::Config next, std::vector<ServiceSourc
     return {ChangeStatus::kConflict, std::move(errors), generation_};
   }
   try {
-    publisher_.publish(build_snapshot(next, ports_, generation_ + 1, slots_, health_view()));
+    publisher_.publish(build_snapshot(next, ports_, generation_ + 1, slots_, health_view(), publisher_.current()));
   } catch (const std::exception& e) {
     L4LB_ERROR("api: %s rejected: %s", what.c_str(), e.what());
     return {ChangeStatus::kFailed, {{"", e.what(), 0}}, generation_};

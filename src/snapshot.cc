@@ -9,7 +9,8 @@ namespace l4lb {
 
 std::unique_ptr<Snapshot> build_snapshot(const config::Config& cfg,
                                          const std::vector<PortInfo>& ports, uint64_t generation,
-                                         CounterSlots& slots, const HealthView& healthy) {
+                                         CounterSlots& slots, const HealthView& healthy,
+                                         const Snapshot* previous) {
   std::vector<ServiceSpec> specs;
   std::vector<uint32_t> live_ports, live_backends, down_backends;
   for (const auto& s : cfg.services) {
@@ -57,7 +58,8 @@ std::unique_ptr<Snapshot> build_snapshot(const config::Config& cfg,
   }
   auto snap = std::make_unique<Snapshot>();
   snap->generation = generation;
-  snap->services = ServiceTable(specs, cfg.dataplane.maglev_table_size);
+  snap->services = ServiceTable(specs, cfg.dataplane.maglev_table_size,
+                                previous != nullptr ? &previous->services : nullptr);
   snap->routes = std::make_unique<RouteTable>(cfg.dataplane.routes, ports, generation);
   for (const auto& n : cfg.dataplane.neighbors) {
     snap->neighbors.push_back(StaticNeighbor{hton32(n.ip), n.mac});

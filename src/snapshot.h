@@ -39,7 +39,8 @@ using HealthView = std::function<bool(const config::ServiceConfig&, uint32_t bac
 // Maglev tables (or stay with weight 0 under unhealthyFlows: keep).
 std::unique_ptr<Snapshot> build_snapshot(const config::Config& cfg,
                                          const std::vector<PortInfo>& ports, uint64_t generation,
-                                         CounterSlots& slots, const HealthView& healthy = {});
+                                         CounterSlots& slots, const HealthView& healthy = {},
+                                         const Snapshot* previous = nullptr);
 
 // Holds the current snapshot pointer and the QSBR variable workers report to.
 class SnapshotPublisher {

@@ -132,7 +132,7 @@ int cmd_services(const char*, const char* params, rte_tel_data* d) {
       t.add_u64("port", ntoh16(sp.port_be));
       t.add_u64("target_port", ntoh16(sp.target_port_be));
       // Every port of a Service has the Service's backends.
-      t.add_u64("backends", sp.maglev.backends().size());
+      t.add_u64("backends", sp.maglev->backends().size());
       t.add_u64("client_ip_affinity", sp.client_ip_affinity ? 1 : 0);
       t.end_row();
     }
@@ -153,7 +153,7 @@ int cmd_backends(const char*, const char* params, rte_tel_data* d) {
     if (snap == nullptr) return -ENODEV;
     for (const ServicePort& sp : snap->services.ports()) {
       if (!selected(params, sp.service)) continue;
-      const auto& backends = sp.maglev.backends();
+      const auto& backends = sp.maglev->backends();
       for (size_t b = 0; b < backends.size(); ++b) {
         const uint32_t slot = b < sp.backend_counter_ids.size() ? sp.backend_counter_ids[b] : 0;
         uint64_t new_flows = 0, ended = 0, to_packets = 0, from_packets = 0;
