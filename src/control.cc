@@ -86,6 +86,8 @@ std::optional<health::Target> Control::health_target(const config::ServiceConfig
   }
   if (!s.health_check || s.health_check->type == config::HealthCheckType::kNone) return {};
   t.check = *s.health_check;
+  t.expect_codes = s.health_check->expect_codes;
+  t.host_header = s.health_check->host;
   return t;
 }
 

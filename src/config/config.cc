@@ -1095,8 +1095,28 @@ void Loader::load_service_ports(const Ref& ref, ServiceConfig& svc) {
 
 void Loader::load_health_check(const Ref& ref, HealthCheckConfig& hc) {
   auto m = map(ref, {"type", "port", "path", "intervalMs", "timeoutMs", "healthyThreshold",
-                     "unhealthyThreshold"});
+                     "unhealthyThreshold", "expectCodes", "host"});
   if (!m) return;
+  if (auto f = m->find("expectCodes")) {
+    if (auto items = list(*f)) {
+      for (const Ref& item : *items) {
+        if (auto v = integer(item, 100, 599)) hc.expect_codes.push_back(static_cast<int>(*v));
+      }
+    }
+  }
+  if (auto f = m->find("host")) {
+    if (auto s = nonempty_string(*f)) {
+      // A Host header value: no white space or control characters (no header injection).
+      bool clean = std::none_of(s->begin(), s->end(), [](char c) {
+        return static_cast<unsigned char>(c) <= ' ' || c == 0x7f;
+      });
+      if (clean) {
+        hc.host = *s;
+      } else {
+        error(f->line, f->path, quote(*s) + " contains spaces or control characters");
+      }
+    }
+  }
   if (auto f = m->find("type")) {
     if (auto s = string(*f)) {
       if (*s == "tcp") {

@@ -80,6 +80,8 @@ struct HealthCheckConfig {
   uint32_t timeout_ms = 1000;
   uint32_t healthy_threshold = 2;
   uint32_t unhealthy_threshold = 3;
+  std::vector<int> expect_codes;  // http: empty = any 2xx
+  std::string host;               // http Host header; empty = "ip:port"
 };
 
 struct ServicePortConfig {

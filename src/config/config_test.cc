@@ -375,3 +375,29 @@ TEST(ConfigLoad, NeverThrowsOnGarbage) {
 
 }  // namespace
 }  // namespace l4lb::config
+
+namespace l4lb::config {
+namespace {
+
+TEST(ConfigLoad, HealthCheckCodesHostAndPolicies) {
+  LoadResult r = load_config_file(std::string(L4LB_CONF_DIR) + "/examples/two-arm.yaml");
+  ASSERT_TRUE(r.ok());
+  const ServiceConfig& web = r.config->services[0];
+  ASSERT_TRUE(web.health_check.has_value());
+  EXPECT_EQ(web.health_check->expect_codes, (std::vector<int>{200, 204}));
+  EXPECT_EQ(web.health_check->host, "frontend.example");
+  EXPECT_EQ(web.all_unhealthy, AllUnhealthy::kSpread);
+  EXPECT_TRUE(web.unhealthy_flows_repick);
+
+  LoadResult nodes = load_config_file(std::string(L4LB_CONF_DIR) + "/examples/nodes-local.yaml");
+  ASSERT_TRUE(nodes.ok());
+  const ServiceConfig& shop = nodes.config->services[0];
+  EXPECT_TRUE(shop.external_traffic_local);
+  EXPECT_EQ(shop.health_check_node_port, 32100);
+  EXPECT_EQ(shop.ports[0].node_port, 31443);
+  EXPECT_EQ(shop.all_unhealthy, AllUnhealthy::kReject);
+  EXPECT_EQ(nodes.config->dataplane.ports[1].tap, "lan-k");
+}
+
+}  // namespace
+}  // namespace l4lb::config
