@@ -41,6 +41,7 @@ nlohmann::json service_json(const config::ServiceConfig& svc) {
     nlohmann::json port = {
         {"protocol", protocol_name(p.protocol)}, {"port", p.port}, {"targetPort", p.target_port}};
     if (!p.name.empty()) port["name"] = p.name;
+    if (p.node_port != 0) port["nodePort"] = p.node_port;
     ports.push_back(std::move(port));
   }
   nlohmann::json ranges = nlohmann::json::array();
@@ -67,7 +68,14 @@ nlohmann::json service_json(const config::ServiceConfig& svc) {
                           {"healthyThreshold", hc.healthy_threshold},
                           {"unhealthyThreshold", hc.unhealthy_threshold}};
     if (hc.port != 0) out["healthCheck"]["port"] = hc.port;
+    if (!hc.expect_codes.empty()) out["healthCheck"]["expectCodes"] = hc.expect_codes;
+    if (!hc.host.empty()) out["healthCheck"]["host"] = hc.host;
   }
+  static const char* const kAllUnhealthy[] = {"spread", "drop", "reject"};
+  out["allUnhealthy"] = kAllUnhealthy[static_cast<int>(svc.all_unhealthy)];
+  out["unhealthyFlows"] = svc.unhealthy_flows_repick ? "repick" : "keep";
+  out["externalTrafficPolicy"] = svc.external_traffic_local ? "Local" : "Cluster";
+  if (svc.health_check_node_port != 0) out["healthCheckNodePort"] = svc.health_check_node_port;
   return out;
 }
 
