@@ -107,7 +107,9 @@ def stop_pod(p):
     p.wait(timeout=5)
 
 
-def http(count, vip="172.16.12.100", timeout=2):
+# 5 s per connection: a SYN lost to a busy 2-core machine is resent after 1 s and 3 s;
+# a connection that routing broke still fails.
+def http(count, vip="172.16.12.100", timeout=5):
     r = subprocess.run(["ip", "netns", "exec", f"{PREFIX}-client", PY, str(LIB / "client.py"),
                         "http", "--vip", vip, "--port", "80", "--count", str(count),
                         "--timeout", str(timeout), "--json"], capture_output=True, text=True,
