@@ -311,7 +311,8 @@ MetricsExporter::MetricsExporter(const config::ListenConfig& listen,
     : collector_(std::make_shared<MetricsCollector>(workers, ports, control)) {
   const std::string address = listen.host + ":" + std::to_string(listen.port);
   try {
-    exposer_ = std::make_unique<prometheus::Exposer>(address, 2);
+    // Four civetweb threads: scrapes, dashboards and tests may poll at once.
+    exposer_ = std::make_unique<prometheus::Exposer>(address, 4);
   } catch (const std::exception& e) {
     throw std::runtime_error("metrics: cannot listen on " + address + ": " + e.what());
   }
