@@ -50,10 +50,10 @@ STOP_TIMEOUT_S = 15
 PID_DIR = Path("/run/l4lb-e2e")
 
 
-def topo(action):
-    r = subprocess.run(["bash", "-c", f'source "{TOPO}" && topo_{action} {PREFIX}'],
+def topo(action, prefix=PREFIX):
+    r = subprocess.run(["bash", "-c", f'source "{TOPO}" && topo_{action} {prefix}'],
                        capture_output=True, text=True, timeout=60)
-    assert r.returncode == 0, f"topo_{action} {PREFIX} failed:\n{r.stdout}{r.stderr}"
+    assert r.returncode == 0, f"topo_{action} {prefix} failed:\n{r.stdout}{r.stderr}"
 
 
 def free_tcp_port():
@@ -74,9 +74,9 @@ def write_config(dest):
     return dest
 
 
-def stop_stale_l4lbd():
-    """An l4lbd left by an earlier, killed run of this test still holds l4t-* ports."""
-    pid_file = PID_DIR / f"{PREFIX}.pid"
+def stop_stale_l4lbd(prefix=PREFIX):
+    """An l4lbd left by an earlier, killed run of this test still holds its ports."""
+    pid_file = PID_DIR / f"{prefix}.pid"
     if not pid_file.exists():
         return
     try:
@@ -84,7 +84,7 @@ def stop_stale_l4lbd():
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
     except (ValueError, OSError):
         cmdline = ""
-    if "l4lbd" in cmdline and f"{PREFIX}.yaml" in cmdline:
+    if "l4lbd" in cmdline and f"{prefix}.yaml" in cmdline:
         os.kill(pid, signal.SIGTERM)
         for _ in range(100):
             if not Path(f"/proc/{pid}").exists():
@@ -112,17 +112,23 @@ def wait_for_line(proc, needle, timeout):
 
 
 class Lab:
-    """The running topology: pods, l4lbd, and a way to run the client in its namespace."""
+    """The running topology: pods, l4lbd, and a way to run the client in its namespace.
+    Other tests reuse it with their own prefix and config (tap_test: TAP ports)."""
+
+    prefix = PREFIX
 
     def __init__(self, workdir):
         self.workdir = workdir
-        self.config = write_config(workdir / f"{PREFIX}.yaml")
+        self.config = self.write_config(workdir / f"{self.prefix}.yaml")
         self.log_path = workdir / "l4lbd.log"
         self.stats_path = workdir / "stats.json"
         self.pods = []
         self.l4lbd = None
         self.exit_code = None
         self.stats = None
+
+    def write_config(self, dest):
+        return write_config(dest)
 
     def log_tail(self, lines=40):
         try:
@@ -132,7 +138,7 @@ class Lab:
 
     def start_pods(self):
         for name in PODS:
-            ns = f"{PREFIX}-{name}"
+            ns = f"{self.prefix}-{name}"
             err = open(self.workdir / f"{name}.log", "w")
             p = subprocess.Popen(
                 ["ip", "netns", "exec", ns, PY, str(LIB / "pod_server.py"), "--name", name,
@@ -153,7 +159,7 @@ class Lab:
             stdout=log, stderr=subprocess.STDOUT)
         log.close()
         PID_DIR.mkdir(parents=True, exist_ok=True)
-        (PID_DIR / f"{PREFIX}.pid").write_text(f"{self.l4lbd.pid}\n")
+        (PID_DIR / f"{self.prefix}.pid").write_text(f"{self.l4lbd.pid}\n")
         deadline = time.monotonic() + READY_TIMEOUT_S
         while time.monotonic() < deadline:
             if "ready:" in self.log_path.read_text(errors="replace"):
@@ -175,7 +181,7 @@ class Lab:
                 self.l4lbd.kill()
                 self.l4lbd.wait()
                 self.exit_code = f"still running {STOP_TIMEOUT_S} s after SIGTERM (killed)"
-            (PID_DIR / f"{PREFIX}.pid").unlink(missing_ok=True)
+            (PID_DIR / f"{self.prefix}.pid").unlink(missing_ok=True)
             try:
                 self.stats = json.loads(self.stats_path.read_text())
             except (OSError, ValueError):
@@ -197,7 +203,7 @@ class Lab:
 
     def client(self, kind, vip, port, count, timeout=2.0, stop_after_failures=0):
         """Runs lib/client.py in the client namespace; returns its JSON summary."""
-        cmd = ["ip", "netns", "exec", f"{PREFIX}-client", PY, str(LIB / "client.py"), kind,
+        cmd = ["ip", "netns", "exec", f"{self.prefix}-client", PY, str(LIB / "client.py"), kind,
                "--vip", vip, "--port", str(port), "--count", str(count),
                "--timeout", str(timeout), "--json"]
         if stop_after_failures:

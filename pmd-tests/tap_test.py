@@ -32,12 +32,14 @@ import os
 import re
 import select
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
+
+import e2e_test
+from e2e_test import free_tcp_port, stop_stale_l4lbd, topo
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -65,9 +67,6 @@ MIN_POD_SHARE = 0.10
 # At least this many forwarded frames must be captured and checked per direction.
 MIN_CAPTURED = 20
 
-READY_TIMEOUT_S = 30
-STOP_TIMEOUT_S = 15
-PID_DIR = Path("/run/l4lb-e2e")
 
 DROP_REASONS_ZERO = (
     "ipv4_bad_checksum", "no_flow", "no_route", "ttl_exceeded", "no_backend",
@@ -75,18 +74,6 @@ DROP_REASONS_ZERO = (
     "l4_truncated", "tcp_bad_data_offset", "udp_bad_length", "mtu_exceeded",
     "neighbor_hold_full", "neighbor_timeout", "neighbor_table_full", "tx_full",
     "no_service_port")
-
-
-def topo(action):
-    r = subprocess.run(["bash", "-c", f'source "{TOPO}" && topo_{action} {PREFIX}'],
-                       capture_output=True, text=True, timeout=60)
-    assert r.returncode == 0, f"topo_{action} {PREFIX} failed:\n{r.stdout}{r.stderr}"
-
-
-def free_tcp_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def write_config(dest):
@@ -106,25 +93,6 @@ def write_config(dest):
                   text)
     dest.write_text(text)
     return dest
-
-
-def stop_stale_l4lbd():
-    """An l4lbd left by an earlier, killed run of this test still holds the l4p TAPs."""
-    pid_file = PID_DIR / f"{PREFIX}.pid"
-    if not pid_file.exists():
-        return
-    try:
-        pid = int(pid_file.read_text().strip())
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except (ValueError, OSError):
-        cmdline = ""
-    if "l4lbd" in cmdline and f"{PREFIX}.yaml" in cmdline:
-        os.kill(pid, signal.SIGTERM)
-        for _ in range(100):
-            if not Path(f"/proc/{pid}").exists():
-                break
-            time.sleep(0.1)
-    pid_file.unlink(missing_ok=True)
 
 
 def wait_for_line(stream, proc, needle, timeout):
@@ -174,63 +142,23 @@ class Capture:
         return self.path
 
 
-class Lab:
-    """The running topology: pods, l4lbd on TAPs, and a way to run the client."""
+class Lab(e2e_test.Lab):
+    """The e2e lab with l4lbd on TAPs, plus captures on the TAPs' kernel ends."""
+
+    prefix = PREFIX
 
     def __init__(self, workdir):
-        self.workdir = workdir
-        self.config = write_config(workdir / f"{PREFIX}.yaml")
-        self.log_path = workdir / "l4lbd.log"
-        self.stats_path = workdir / "stats.json"
-        self.pods = []
+        super().__init__(workdir)
         self.captures = []
-        self.l4lbd = None
-        self.exit_code = None
-        self.stats = None
+
+    def write_config(self, dest):
+        return write_config(dest)
 
     def log_text(self):
         try:
             return self.log_path.read_text(errors="replace")
         except OSError:
             return ""
-
-    def log_tail(self, lines=40):
-        text = self.log_text()
-        return "\n".join(text.splitlines()[-lines:]) if text else "(no l4lbd log)"
-
-    def start_pods(self):
-        for name in PODS:
-            ns = f"{PREFIX}-{name}"
-            err = open(self.workdir / f"{name}.log", "w")
-            p = subprocess.Popen(
-                ["ip", "netns", "exec", ns, PY, str(LIB / "pod_server.py"), "--name", name,
-                 "--tcp-port", str(HTTP_TARGET), "--udp-port", str(UDP_TARGET)],
-                stdout=subprocess.PIPE, stderr=err, text=True)
-            err.close()
-            self.pods.append(p)
-            ok, seen = wait_for_line(p.stdout, p, "ready", 10)
-            assert ok, f"{name} did not start: {seen}\n{(self.workdir / f'{name}.log').read_text()}"
-
-    def start_l4lbd(self):
-        r = subprocess.run([str(L4LBD), "--check-config", str(self.config)],
-                           capture_output=True, text=True, timeout=30)
-        assert r.returncode == 0, f"--check-config {self.config}: {r.stdout}{r.stderr}"
-        log = open(self.log_path, "w")
-        self.l4lbd = subprocess.Popen(
-            [str(L4LBD), "--config", str(self.config), "--stats-file", str(self.stats_path)],
-            stdout=log, stderr=subprocess.STDOUT)
-        log.close()
-        PID_DIR.mkdir(parents=True, exist_ok=True)
-        (PID_DIR / f"{PREFIX}.pid").write_text(f"{self.l4lbd.pid}\n")
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if "ready:" in self.log_text():
-                return
-            if self.l4lbd.poll() is not None:
-                break
-            time.sleep(0.1)
-        raise AssertionError(f"l4lbd not ready after {READY_TIMEOUT_S} s "
-                             f"(exit code {self.l4lbd.poll()}):\n{self.log_tail()}")
 
     def start_captures(self):
         """Forwarded frames as the kernel ends of the TAPs receive them from l4lbd:
@@ -249,49 +177,6 @@ class Lab:
         for c in self.captures:
             c.stop()
 
-    def stop_l4lbd(self):
-        """SIGTERM; returns (exit code, stats dict or None). Idempotent."""
-        if self.l4lbd is not None and self.exit_code is None:
-            if self.l4lbd.poll() is None:
-                self.l4lbd.send_signal(signal.SIGTERM)
-            try:
-                self.exit_code = self.l4lbd.wait(timeout=STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                self.l4lbd.kill()
-                self.l4lbd.wait()
-                self.exit_code = f"still running {STOP_TIMEOUT_S} s after SIGTERM (killed)"
-            (PID_DIR / f"{PREFIX}.pid").unlink(missing_ok=True)
-            try:
-                self.stats = json.loads(self.stats_path.read_text())
-            except (OSError, ValueError):
-                self.stats = None
-        return self.exit_code, self.stats
-
-    def stop_pods(self):
-        for p in self.pods:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in self.pods:
-            try:
-                p.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
-            if p.stdout:
-                p.stdout.close()
-
-    def client(self, kind, vip, port, count, timeout=2.0, stop_after_failures=0):
-        """Runs lib/client.py in the client namespace; returns its JSON summary."""
-        cmd = ["ip", "netns", "exec", f"{PREFIX}-client", PY, str(LIB / "client.py"), kind,
-               "--vip", vip, "--port", str(port), "--count", str(count),
-               "--timeout", str(timeout), "--json"]
-        if stop_after_failures:
-            cmd += ["--stop-after-failures", str(stop_after_failures)]
-        r = subprocess.run(cmd, capture_output=True, text=True,
-                           timeout=count * (timeout + 1) + 30)
-        assert r.stdout.strip(), f"client.py printed nothing: {r.stderr}"
-        return json.loads(r.stdout)
-
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
@@ -299,21 +184,21 @@ def lab(tmp_path_factory):
         pytest.fail(f"{L4LBD} is missing: build it first (meson compile -C build)")
     if os.geteuid() != 0:
         pytest.fail("needs root (network namespaces, TAP devices)")
-    stop_stale_l4lbd()
-    topo("down")  # whatever an earlier run left
+    stop_stale_l4lbd(PREFIX)
+    topo("down", PREFIX)  # whatever an earlier run left
     lab = Lab(tmp_path_factory.mktemp("tap"))
     try:
-        topo("up_tap")
+        topo("up_tap", PREFIX)
         lab.start_pods()
         lab.start_l4lbd()
-        topo("attach_tap")
+        topo("attach_tap", PREFIX)
         lab.start_captures()
         yield lab
     finally:
         lab.stop_captures()
         exit_code, _ = lab.stop_l4lbd()
         lab.stop_pods()
-        topo("down")
+        topo("down", PREFIX)
     if lab.l4lbd is not None:
         assert exit_code == 0, f"l4lbd exit code {exit_code} after SIGTERM:\n{lab.log_tail()}"
 
