@@ -19,6 +19,7 @@ constexpr size_t kMaxPorts = 8;
   X(flows_expired, "flow entries removed after their timeout")                          \
   X(flows_reopened, "TCP SYN on a closing flow: flow re-picked")                       \
   X(flows_repicked, "flows whose backend was removed from the Service: re-picked")      \
+  X(flows_superseded, "flows replaced by a new one with the same backend-side 4-tuple")    \
   X(flows_orphaned, "flows of a removed Service port: removed on their next packet")    \
   X(nat_forward, "client packets DNATed to a backend")                                  \
   X(nat_reverse, "backend replies reverse-NATed from a flow entry")                     \

@@ -429,7 +429,22 @@ void Worker::handle_service(uint16_t in_port, const ServicePort& sp, rte_mbuf* m
     nat = FlowNat{sp.vip_be, sp.backend_ips_be[b], sp.port_be, sp.target_port_be,
                   sp.backend_counter_ids[b]};
     if constexpr (!kTrace) {
-      if (flows_.insert(p.key, hash, nat, p.tcp_flags, now_s_) != nullptr) {
+      FlowEntry* e = flows_.insert(p.key, hash, nat, p.tcp_flags, now_s_);
+      if (e == nullptr) {
+        // The backend already has a flow with this client IP and port (the client reused
+        // the port for another VIP whose Service shares the endpoint): to the backend it
+        // is the same 4-tuple, so the new connection supersedes the old one, whose replies
+        // would otherwise come back from the wrong VIP.
+        const FlowKey reply{nat.backend_ip, p.key.src_ip, nat.backend_port, p.key.src_port,
+                            p.proto};
+        FlowHit old = flows_.lookup(reply, hash_flow(reply), now_s_);
+        if (old.entry != nullptr) {
+          flows_.remove(old.entry);
+          counters_.flows_superseded++;
+          e = flows_.insert(p.key, hash, nat, p.tcp_flags, now_s_);
+        }
+      }
+      if (e != nullptr) {
         counters_.flows_created++;
         backend_counters_[nat.service_port_id].new_flows++;
       } else {

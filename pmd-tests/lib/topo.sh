@@ -73,29 +73,16 @@ topo__root_end() {
   topo__veth_up "" "$ifname"
 }
 
-topo__build() {
+# The namespaces, and the node's pod bridge with the pods: everything but the links
+# to l4lbd (veth for topo_up, TAPs attached later for topo_up_tap).
+topo__build_node() {
   local p=$1
   local ns i s
   for ns in $(topo__namespaces "$p"); do
     ip netns add "$ns" || return 1
     topo__ns_defaults "$ns" || return 1
   done
-
-  # client <-> l4lbd wan
-  ip link add "$p-wan" type veth peer name eth0 netns "$p-client" || return 1
-  topo__root_end "$p-wan" || return 1
-  topo__veth_up "$p-client" eth0 || return 1
-  ip -n "$p-client" addr add 10.0.0.2/24 dev eth0 || return 1
-  ip -n "$p-client" route add default via 10.0.0.1 || return 1
-
-  # node <-> l4lbd lan
-  ip link add "$p-lan" type veth peer name eth0 netns "$p-node" || return 1
-  topo__root_end "$p-lan" || return 1
-  topo__veth_up "$p-node" eth0 || return 1
-  ip -n "$p-node" addr add 10.128.0.21/24 dev eth0 || return 1
-  ip -n "$p-node" route add default via 10.128.0.1 || return 1
   ip netns exec "$p-node" sysctl -qw net.ipv4.ip_forward=1 || return 1
-
   # node's pod bridge and the pods
   ip -n "$p-node" link add cbr0 type bridge || return 1
   ip -n "$p-node" addr add 10.4.1.1/24 dev cbr0 || return 1
@@ -111,6 +98,25 @@ topo__build() {
     ip -n "$ns" addr add "${TOPO_POD_IPS[$i]}/24" dev eth0 || return 1
     ip -n "$ns" route add default via 10.4.1.1 || return 1
   done
+}
+
+topo__build() {
+  local p=$1
+  topo__build_node "$p" || return 1
+
+  # client <-> l4lbd wan
+  ip link add "$p-wan" type veth peer name eth0 netns "$p-client" || return 1
+  topo__root_end "$p-wan" || return 1
+  topo__veth_up "$p-client" eth0 || return 1
+  ip -n "$p-client" addr add 10.0.0.2/24 dev eth0 || return 1
+  ip -n "$p-client" route add default via 10.0.0.1 || return 1
+
+  # node <-> l4lbd lan
+  ip link add "$p-lan" type veth peer name eth0 netns "$p-node" || return 1
+  topo__root_end "$p-lan" || return 1
+  topo__veth_up "$p-node" eth0 || return 1
+  ip -n "$p-node" addr add 10.128.0.21/24 dev eth0 || return 1
+  ip -n "$p-node" route add default via 10.128.0.1 || return 1
 }
 
 topo_up() {
@@ -179,29 +185,7 @@ topo_down() {
 # `ethtool -K IF tx off`, as on the veths).
 
 topo__build_tap() {
-  local p=$1
-  local ns i s
-  for ns in $(topo__namespaces "$p"); do
-    ip netns add "$ns" || return 1
-    topo__ns_defaults "$ns" || return 1
-  done
-  ip netns exec "$p-node" sysctl -qw net.ipv4.ip_forward=1 || return 1
-
-  # node's pod bridge and the pods (as topo__build)
-  ip -n "$p-node" link add cbr0 type bridge || return 1
-  ip -n "$p-node" addr add 10.4.1.1/24 dev cbr0 || return 1
-  ip netns exec "$p-node" ethtool -K cbr0 tx off >/dev/null || return 1
-  ip -n "$p-node" link set cbr0 up || return 1
-  for i in "${!TOPO_POD_SUFFIXES[@]}"; do
-    s=${TOPO_POD_SUFFIXES[$i]}
-    ns="$p-pod-$s"
-    ip -n "$p-node" link add "veth-$s" type veth peer name eth0 netns "$ns" || return 1
-    ip -n "$p-node" link set "veth-$s" master cbr0 || return 1
-    topo__veth_up "$p-node" "veth-$s" || return 1
-    topo__veth_up "$ns" eth0 || return 1
-    ip -n "$ns" addr add "${TOPO_POD_IPS[$i]}/24" dev eth0 || return 1
-    ip -n "$ns" route add default via 10.4.1.1 || return 1
-  done
+  topo__build_node "$1"
 }
 
 topo_up_tap() {
