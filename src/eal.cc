@@ -40,8 +40,10 @@ EalPlan plan_eal(const config::Config& cfg, const std::string& eal_passthrough) 
   plan.args.insert(plan.args.end(), {"--main-lcore", std::to_string(plan.main_lcore)});
   for (auto& a : extra) plan.args.push_back(std::move(a));
   const auto& ports = cfg.dataplane.ports;
+  const bool by_mac = std::any_of(ports.begin(), ports.end(),
+                                  [](const auto& p) { return device_mac(p.device).has_value(); });
   for (const auto& p : ports) {
-    for (auto& a : device_eal_args(p.device)) plan.args.push_back(std::move(a));
+    for (auto& a : device_eal_args(p.device, by_mac)) plan.args.push_back(std::move(a));
   }
   for (size_t i = 0; i < ports.size(); ++i) {
     if (ports[i].tap.empty()) continue;

@@ -21,6 +21,7 @@
 #include "src/log.h"
 #include "src/metrics.h"
 #include "src/port.h"
+#include "src/sd_notify.h"
 #include "src/snapshot.h"
 #include "src/stats.h"
 #include "src/telemetry.h"
@@ -134,11 +135,21 @@ int run(const std::string& config_path, const std::string& eal_args,
             metrics->bound_port());
   L4LB_INFO("ready: %zu worker(s), %zu port(s)", workers.size(), ports.size());
 
+  // Under systemd (Type=notify): ready once ports, workers, API and metrics are up; the
+  // watchdog pings come from this loop, so a stuck control thread gets l4lbd restarted.
+  sd_notify("READY=1");
+  const auto watchdog = sd_watchdog_interval();
+  auto last_ping = std::chrono::steady_clock::now();
   while (!g_stop.load()) {
     if (g_reload.exchange(false)) control.reload();
     control.apply_health_changes();
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    if (watchdog.count() > 0 && std::chrono::steady_clock::now() - last_ping >= watchdog) {
+      sd_notify("WATCHDOG=1");
+      last_ping = std::chrono::steady_clock::now();
+    }
   }
+  sd_notify("STOPPING=1");
   L4LB_INFO("stopping");
   api_server.reset();  // no API change in flight while the workers stop
   control.stop_health();

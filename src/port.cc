@@ -27,6 +27,19 @@ bool is_pci_address(const std::string& device) {
   return std::regex_match(device, kPci);
 }
 
+// The DPDK port of a PCI NIC named by its MAC: EAL probed every NIC bound to a DPDK driver.
+bool find_port_by_mac(const MacAddr& want, uint16_t& port_id) {
+  uint16_t id;
+  RTE_ETH_FOREACH_DEV(id) {
+    rte_ether_addr mac{};
+    if (rte_eth_macaddr_get(id, &mac) == 0 && std::equal(want.b, want.b + 6, mac.addr_bytes)) {
+      port_id = id;
+      return true;
+    }
+  }
+  return false;
+}
+
 // The ethdev name DPDK gives the device: the devargs up to the first comma.
 std::string device_name(const std::string& device) { return device.substr(0, device.find(',')); }
 
@@ -96,8 +109,18 @@ void start_tap(PortInfo& p, size_t index, const config::PortConfig& pc,
 
 }  // namespace
 
-std::vector<std::string> device_eal_args(const std::string& device) {
-  if (is_pci_address(device)) return {"-a", device};
+std::optional<MacAddr> device_mac(const std::string& device) {
+  static const std::regex kMac(R"(^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$)");
+  if (!std::regex_match(device, kMac)) return std::nullopt;
+  return parse_mac(device);
+}
+
+std::vector<std::string> device_eal_args(const std::string& device, bool probe_all_pci) {
+  if (device_mac(device)) return {};
+  if (is_pci_address(device)) {
+    if (probe_all_pci) return {};
+    return {"-a", device};
+  }
   return {"--vdev", device};
 }
 
@@ -112,9 +135,16 @@ std::vector<PortInfo> start_ports(const config::DataplaneConfig& dp, uint16_t qu
     p.mask_be = hton32(pc.address.mask());
     p.mtu = pc.mtu;
     p.queues = queues;
-    std::string name = device_name(pc.device);
-    if (int rc = rte_eth_dev_get_port_by_name(name.c_str(), &p.port_id); rc != 0) {
-      fail(p, "no such DPDK device '" + name + "'", rc);
+    if (auto mac = device_mac(pc.device)) {
+      if (!find_port_by_mac(*mac, p.port_id)) {
+        throw std::runtime_error("port " + p.name + ": no DPDK port has MAC " + pc.device +
+                                 " (is its NIC bound to vfio-pci or uio_pci_generic?)");
+      }
+    } else {
+      std::string name = device_name(pc.device);
+      if (int rc = rte_eth_dev_get_port_by_name(name.c_str(), &p.port_id); rc != 0) {
+        fail(p, "no such DPDK device '" + name + "'", rc);
+      }
     }
     int socket = rte_eth_dev_socket_id(p.port_id);
     p.socket = socket < 0 ? static_cast<int>(rte_socket_id()) : socket;
@@ -191,12 +221,16 @@ std::vector<PortInfo> start_ports(const config::DataplaneConfig& dp, uint16_t qu
         fail(p, "promiscuous mode", rc);
       }
     } else {
+      if (pc.promiscuous) {
+        if (int rc = rte_eth_promiscuous_enable(p.port_id); rc != 0) fail(p, "promiscuous mode", rc);
+      }
       rte_ether_addr mac{};
       rte_eth_macaddr_get(p.port_id, &mac);
       std::copy(mac.addr_bytes, mac.addr_bytes + 6, p.mac.b);
     }
-    L4LB_INFO("port %s: %s id %u socket %d mac %s address %s/%u mtu %u queues %u checksums %s",
+    L4LB_INFO("port %s: %s id %u socket %d mac %s%s address %s/%u mtu %u queues %u checksums %s",
               p.name.c_str(), p.device.c_str(), p.port_id, p.socket, format_mac(p.mac).c_str(),
+              software_mac || pc.promiscuous ? " (promiscuous)" : "",
               format_ipv4(pc.address.addr).c_str(), pc.address.len, p.mtu, queues,
               p.tx_csum_offload ? "TX offload" : "software (RFC 1624 incremental)");
     if (!pc.tap.empty()) start_tap(p, ports.size(), pc, dp);

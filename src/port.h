@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -34,8 +35,12 @@ struct PortInfo {
   bool in_subnet(uint32_t ip_be) const { return (ip_be & mask_be) == (addr_be & mask_be); }
 };
 
-// The EAL argument that attaches a device: PCI addresses with -a, everything else --vdev.
-std::vector<std::string> device_eal_args(const std::string& device);
+// The MAC of a port whose device is given as "aa:bb:cc:dd:ee:ff" (a PCI NIC found by MAC).
+std::optional<MacAddr> device_mac(const std::string& device);
+// The EAL arguments that attach a device: PCI addresses with -a, a MAC none (EAL probes
+// every PCI NIC bound to a DPDK driver), everything else --vdev. probe_all_pci: some port
+// is found by MAC, so no -a allow-list may hide its NIC.
+std::vector<std::string> device_eal_args(const std::string& device, bool probe_all_pci);
 // The net_tap device of port `index`'s kernel twin.
 std::string tap_vdev(size_t index, const std::string& ifname);
 

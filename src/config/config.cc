@@ -253,6 +253,7 @@ class Loader {
   std::optional<uint32_t> unicast(const Ref& ref);
   std::optional<Ipv4Prefix> network(const Ref& ref);
   std::optional<MacAddr> mac(const Ref& ref);
+  std::optional<bool> boolean(const Ref& ref);
 
   void load_root(const Ref& root, Config& config);
   void load_dataplane(const Ref& ref, DataplaneConfig& dp);
@@ -417,6 +418,18 @@ std::optional<Ipv4Prefix> Loader::network(const Ref& ref) {
     return std::nullopt;
   }
   return p;
+}
+
+std::optional<bool> Loader::boolean(const Ref& ref) {
+  if (!ref.node.IsScalar()) {
+    error(ref.line, ref.path, "expected true or false, got " + describe(ref.node));
+    return std::nullopt;
+  }
+  const std::string& text = ref.node.Scalar();
+  if (!is_quoted(ref.node) && text == "true") return true;
+  if (!is_quoted(ref.node) && text == "false") return false;
+  error(ref.line, ref.path, quote(text) + " is not true or false");
+  return std::nullopt;
 }
 
 std::optional<MacAddr> Loader::mac(const Ref& ref) {
@@ -656,7 +669,7 @@ void Loader::load_ports(const Ref& ref, std::vector<PortConfig>& ports) {
   std::map<std::string, int> names;
   std::map<std::string, int> devices;
   for (const Ref& item : *items) {
-    auto m = map(item, {"name", "device", "address", "mtu", "mac", "tap"});
+    auto m = map(item, {"name", "device", "address", "mtu", "mac", "promiscuous", "tap"});
     if (!m) {
       ports_ok_ = false;
       continue;
@@ -716,6 +729,9 @@ void Loader::load_ports(const Ref& ref, std::vector<PortConfig>& ports) {
       if (auto v = integer(*f, kMinMtu, kMaxMtu)) port.mtu = static_cast<uint32_t>(*v);
     }
     if (auto f = m->find("mac")) port.mac = mac(*f);
+    if (auto f = m->find("promiscuous")) {
+      if (auto v = boolean(*f)) port.promiscuous = *v;
+    }
     if (auto f = m->find("tap")) {
       // A Linux interface name: 1-15 characters, no '/', ':' or white space.
       if (auto tap = nonempty_string(*f)) {

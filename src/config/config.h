@@ -25,10 +25,15 @@ struct FlowTableConfig {
 
 struct PortConfig {
   std::string name;
-  std::string device;  // DPDK devargs or PCI address, passed to EAL as written
+  // DPDK devargs or PCI address, passed to EAL as written; or the MAC address of a PCI NIC
+  // bound to a DPDK driver (l4lbd then probes every such NIC and picks it by its MAC).
+  std::string device;
   Ipv4Prefix address;  // the port's own IP with its subnet length (host bits kept)
   uint32_t mtu = 1500;
   std::optional<MacAddr> mac;  // absent: keep the device's MAC
+  // Receive every unicast frame (rte_eth_promiscuous_enable), e.g. behind a hypervisor
+  // that forwards another MAC to us; false: the NIC filters on the port's own MAC.
+  bool promiscuous = false;
   // Kernel twin (exception path): a TAP interface of this name carries the port's address
   // for the host's own traffic (ping, ssh, health probes). Empty: no twin.
   std::string tap;

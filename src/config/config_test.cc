@@ -320,6 +320,38 @@ TEST(ConfigLoad, PortAddressMustBeAHostOnItsSubnet) {
   }
 }
 
+TEST(ConfigLoad, PortPromiscuousIsABooleanOffByDefault) {
+  auto port = [](const std::string& extra) {
+    return "dataplane:\n  ports:\n    - {name: p, device: \"0000:00:04.0\", address: "
+           "10.0.0.1/24" + extra + "}\n";
+  };
+  LoadResult off = load_config_string(port(""), "t.yaml");
+  ASSERT_TRUE(off.ok()) << joined(error_lines(off));
+  EXPECT_FALSE(off.config->dataplane.ports[0].promiscuous);
+  LoadResult on = load_config_string(port(", promiscuous: true"), "t.yaml");
+  ASSERT_TRUE(on.ok()) << joined(error_lines(on));
+  EXPECT_TRUE(on.config->dataplane.ports[0].promiscuous);
+  LoadResult no = load_config_string(port(", promiscuous: false"), "t.yaml");
+  ASSERT_TRUE(no.ok()) << joined(error_lines(no));
+  EXPECT_FALSE(no.config->dataplane.ports[0].promiscuous);
+  const std::string at = "t.yaml:3: dataplane.ports[0].promiscuous: ";
+  EXPECT_EQ(errors_of(port(", promiscuous: yes")),
+            std::vector<std::string>{at + "\"yes\" is not true or false"});
+  EXPECT_EQ(errors_of(port(", promiscuous: \"true\"")),
+            std::vector<std::string>{at + "\"true\" is not true or false"});
+  EXPECT_EQ(errors_of(port(", promiscuous: [true]")),
+            std::vector<std::string>{at + "expected true or false, got a list"});
+}
+
+TEST(ConfigLoad, APortDeviceMayBeAMacAddress) {
+  LoadResult r = load_config_string(
+      "dataplane:\n  ports:\n    - {name: p, device: \"42:01:0a:80:00:02\", address: "
+      "10.0.0.1/24}\n",
+      "t.yaml");
+  ASSERT_TRUE(r.ok()) << joined(error_lines(r));
+  EXPECT_EQ(r.config->dataplane.ports[0].device, "42:01:0a:80:00:02");
+}
+
 TEST(ConfigLoad, ControlListenConflicts) {
   std::string yaml = std::string(kMinimal) + "control:\n  metrics: {listen: 127.0.0.1:9180}\n";
   EXPECT_EQ(errors_of(yaml),
