@@ -113,10 +113,10 @@ def qemu_args(mode, out, console, metrics_port, api_port):
     for port in ("wan", "lan"):
         args += ["-netdev", f"tap,id={port},ifname={PREFIX}-{port},script=no,downscript=no",
                  "-device", (f"virtio-net-pci,netdev={port},mac={MACS[port]},"
-                             f"addr={PCI[port][-4:-2]}.0{nic}")]
+                             f"addr={PCI[port][-4:-2]}.0,romfile={nic}")]
     args += ["-netdev", (f"user,id=mgmt,hostfwd=tcp:127.0.0.1:{metrics_port}-:9100,"
                          f"hostfwd=tcp:127.0.0.1:{api_port}-:9180"),
-             "-device", f"virtio-net-pci,netdev=mgmt,mac={MACS['mgmt']},addr=06.0"]
+             "-device", f"virtio-net-pci,netdev=mgmt,mac={MACS['mgmt']},addr=06.0,romfile="]
     return args
 
 
