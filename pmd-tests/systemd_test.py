@@ -98,3 +98,27 @@ def test_unit_file_verifies(tmp_path):
                 "ReadOnlyPaths=/etc/l4lb", "CapabilityBoundingSet=", "ExecStartPre=+",
                 "ExecStopPost=+"):
         assert key in text, key
+
+
+def cloud_init_config():
+    """The /etc/l4lb/l4lb.yaml that deploy/cloud-init.yaml writes (a `content: |` block)."""
+    lines = (REPO / "deploy" / "cloud-init.yaml").read_text().splitlines()
+    start = next(i for i, l in enumerate(lines) if l.strip() == "- path: /etc/l4lb/l4lb.yaml")
+    body = next(i for i in range(start, len(lines)) if lines[i].strip() == "content: |") + 1
+    indent = len(lines[body]) - len(lines[body].lstrip())
+    block = []
+    for line in lines[body:]:
+        if line.strip() and len(line) - len(line.lstrip()) < indent:
+            break
+        block.append(line[indent:])
+    return "\n".join(block) + "\n"
+
+
+def test_deploy_example_configs_load(tmp_path):
+    cloud = tmp_path / "cloud-init-l4lb.yaml"
+    cloud.write_text(cloud_init_config())
+    assert "device:" in cloud.read_text()
+    for config in (REPO / "deploy" / "image" / "l4lb.yaml", cloud):
+        r = subprocess.run([str(L4LBD), "--check-config", str(config)], capture_output=True,
+                           text=True, timeout=30)
+        assert r.returncode == 0, f"{config}: {r.stdout}{r.stderr}"

@@ -51,7 +51,7 @@ QEMU = "qemu-system-x86_64"
 MACS = {"wan": "52:54:00:4c:34:01", "lan": "52:54:00:4c:34:02", "mgmt": "52:54:00:4c:34:03"}
 PCI = {"wan": "0000:00:04.0", "lan": "0000:00:05.0", "mgmt": "0000:00:06.0"}
 IMAGE_TIMEOUT_S = 420   # cold: debootstrap and the kernel download
-BOOT_TIMEOUT_S = 150    # kernel, init, l4lb-setup and l4lbd up, under TCG on a busy host
+BOOT_TIMEOUT_S = 240    # kernel, init, l4lb-setup and l4lbd up, under TCG on a busy host
 HEALTH_TIMEOUT_S = 20   # intervalMs 500 x unhealthyThreshold 2 + timeoutMs, under TCG
 
 MODES = {

@@ -9,6 +9,7 @@
 #   --l4lbd   the binary to ship (default build/src/l4lbd)
 #   --config  becomes /etc/l4lb/l4lb.yaml (default deploy/image/l4lb.yaml)
 #   --out     receives vmlinuz and initrd (base + overlay; default build/vm)
+#   --print-key  prints the base's cache directory and exits
 #   --disk    also writes an ext4 root file system image of base + overlay; a name ending
 #             in .qcow2 is converted with qemu-img (see docs/deploy.md for what it is
 #             good for: it has no boot loader)
@@ -17,7 +18,7 @@
 # /var/cache/l4lb-vm)/<hash>, the hash covering the base recipe (build_base), the package list (derived
 # from `ldd l4lbd`), the kernel package version and the mirror; the overlay is rebuilt
 # every time (well under a second). Needs root, debootstrap, cpio, apt, dpkg-deb,
-# depmod; a Debian 12 host (the library list comes from the host's dpkg database).
+# chroot; a Debian 12 host (the library list comes from the host's dpkg database).
 set -euo pipefail
 
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
@@ -25,6 +26,7 @@ L4LBD=$REPO/build/src/l4lbd
 CONFIG=$REPO/deploy/image/l4lb.yaml
 OUT=$REPO/build/vm
 DISK=
+PRINT_KEY=
 CACHE=${L4LB_VM_CACHE:-/var/cache/l4lb-vm}
 MIRROR=${L4LB_MIRROR:-http://deb.debian.org/debian}
 SUITE=bookworm
@@ -35,6 +37,7 @@ while [[ $# -gt 0 ]]; do
     --config) CONFIG=$(realpath "$2"); shift 2 ;;
     --out) OUT=$2; shift 2 ;;
     --disk) DISK=$2; shift 2 ;;
+    --print-key) PRINT_KEY=1; shift ;;
     -h | --help) sed -n '2,20p' "$0"; exit 0 ;;
     *) echo "build-image.sh: unknown argument '$1'" >&2; exit 2 ;;
   esac
@@ -65,7 +68,7 @@ KERNEL_VERSION=$(apt-cache policy "$KERNEL_PKG" | awk '/Candidate:/ { print $2 }
 
 build_base() {
   local tmp=$CACHE/tmp.$KEY.$$ kver
-  rm -rf "$tmp"
+  rm -rf "$CACHE"/tmp.*  # what an interrupted build left (we hold the lock)
   mkdir -p "$tmp/rootfs" "$CACHE/debs"
   log "base $KEY: debootstrap $SUITE minbase + $PACKAGES"
   debootstrap --variant=minbase --include="$PACKAGES" --cache-dir="$CACHE/debs" \
@@ -73,11 +76,16 @@ build_base() {
     { tail -n 30 "$tmp/debootstrap.log" >&2; log "debootstrap failed"; return 1; }
   # The kernel is only unpacked: no postinst, no initramfs-tools; this image is the initramfs.
   log "kernel $KERNEL_PKG $KERNEL_VERSION"
-  (cd "$CACHE/debs" && apt-get download -q "$KERNEL_PKG=$KERNEL_VERSION" >/dev/null)
-  dpkg-deb -x "$CACHE/debs/${KERNEL_PKG}_${KERNEL_VERSION}_amd64.deb" "$tmp/rootfs"
+  (cd "$CACHE/debs" && apt-get download -q -o APT::Sandbox::User=root "$KERNEL_PKG=$KERNEL_VERSION" >/dev/null)
+  # Not straight into the rootfs: tar would replace the usrmerge symlink /lib (-> usr/lib)
+  # with the package's /lib directory.
+  dpkg-deb -x "$CACHE/debs/${KERNEL_PKG}_${KERNEL_VERSION}_amd64.deb" "$tmp/kernel"
   kver=${KERNEL_PKG#linux-image-}
-  depmod -b "$tmp/rootfs" "$kver"
-  mv "$tmp/rootfs/boot/vmlinuz-$kver" "$tmp/vmlinuz"
+  mkdir -p "$tmp/rootfs/usr/lib/modules"
+  mv "$tmp/kernel/lib/modules/$kver" "$tmp/rootfs/usr/lib/modules/"
+  mv "$tmp/kernel/boot/vmlinuz-$kver" "$tmp/vmlinuz"
+  rm -rf "$tmp/kernel"
+  chroot "$tmp/rootfs" /sbin/depmod "$kver"
   # Smaller initramfs, faster boot: no docs, man pages, locales, package caches.
   rm -rf "$tmp/rootfs"/usr/share/{doc,man,info,locale}/* "$tmp/rootfs"/var/cache/apt/*.bin \
     "$tmp/rootfs"/var/cache/apt/archives/*.deb "$tmp/rootfs"/var/lib/apt/lists/* \
@@ -91,6 +99,7 @@ build_base() {
 KEY=$( (declare -f build_base; echo "$SUITE $MIRROR $KERNEL_PKG $KERNEL_VERSION $PACKAGES") |
   sha256sum | cut -c1-16)
 BASE=$CACHE/$KEY
+[[ -z $PRINT_KEY ]] || { echo "$BASE"; exit 0; }
 mkdir -p "$CACHE"
 exec 9>"$CACHE/lock"
 flock 9
