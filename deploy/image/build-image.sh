@@ -114,12 +114,12 @@ fi
 # The overlay: what changes with every build.
 stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
-install -D -m 0755 "$L4LBD" "$stage/usr/local/bin/l4lbd"
+install -D -s -m 0755 "$L4LBD" "$stage/usr/local/bin/l4lbd"  # stripped: a smaller initramfs
 install -D -m 0755 "$REPO/deploy/l4lb-setup" "$stage/usr/local/sbin/l4lb-setup"
 install -D -m 0755 "$REPO/deploy/image/init" "$stage/init"
 install -D -m 0644 "$REPO/deploy/systemd/l4lbd.service" "$stage/etc/systemd/system/l4lbd.service"
 install -D -m 0644 "$CONFIG" "$stage/etc/l4lb/l4lb.yaml"
-[[ -x $REPO/build/src/l4lbctl ]] && install -D -m 0755 "$REPO/build/src/l4lbctl" "$stage/usr/local/bin/l4lbctl"
+[[ -x $REPO/build/src/l4lbctl ]] && install -D -s -m 0755 "$REPO/build/src/l4lbctl" "$stage/usr/local/bin/l4lbctl"
 mkdir -p "$OUT"
 (cd "$stage" && find . -print0 | cpio --null -o -H newc -R 0:0 --quiet) >"$OUT/overlay.cpio"
 # Concatenated newc archives unpack one after the other; later files win.
