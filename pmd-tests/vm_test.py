@@ -35,6 +35,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import time
 import urllib.request
@@ -102,16 +103,17 @@ def run(cmd, timeout, **kw):
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kw)
 
 
-def qemu_args(mode, out, console, metrics_port, api_port):
+def qemu_args(mode, out, console, control, metrics_port, api_port):
     m = MODES[mode]
     nic = m["nic"]
     args = [QEMU, *m["machine"], "-accel", "tcg", "-cpu", "max", "-smp", "2", "-m", "2048",
             "-display", "none", "-monitor", "none", "-serial", f"file:{console}",
+            "-serial", f"unix:{control},server=on,wait=off",  # the guest's ttyS1
             "-no-reboot", "-nodefaults",
             "-kernel", str(out / "vmlinuz"), "-initrd", str(out / "initrd"),
             "-append", (f"console=ttyS0 panic=-1 loglevel=4 "
                         f"l4lb.mgmt={PCI['mgmt']},10.0.2.15/24,10.0.2.2 "
-                        f"l4lb.driver={m['driver']}{m['cmdline']}")]
+                        f"l4lb.control=ttyS1 l4lb.driver={m['driver']}{m['cmdline']}")]
     for port in ("wan", "lan"):
         args += ["-netdev", f"tap,id={port},ifname={PREFIX}-{port},script=no,downscript=no",
                  "-device", (f"virtio-net-pci,netdev={port},mac={MACS[port]},"
@@ -155,6 +157,7 @@ class Vm:
     def __init__(self, mode, work, image):
         self.mode, self.work, self.image = mode, work, image
         self.console = work / "console.log"
+        self.control = work / "control.sock"
         self.metrics_port, self.api_port = free_tcp_port(), free_tcp_port()
         self.qemu = None
         self.pods = {}
@@ -178,7 +181,8 @@ class Vm:
         topo("up_tap", PREFIX)  # namespaces and pods, no links to l4lbd yet
         for name in PODS:
             self.start_pod(name)
-        args = qemu_args(self.mode, self.image, self.console, self.metrics_port, self.api_port)
+        args = qemu_args(self.mode, self.image, self.console, self.control, self.metrics_port,
+                         self.api_port)
         (self.work / "qemu.args").write_text(" ".join(args) + "\n")
         self.qemu = subprocess.Popen(args, stdout=open(self.work / "qemu.out", "w"),
                                      stderr=subprocess.STDOUT, start_new_session=True)
@@ -202,6 +206,19 @@ class Vm:
             time.sleep(0.5)
         raise AssertionError(f"l4lbd not ready in the VM ({self.mode}) after "
                              f"{time.monotonic() - t0:.0f} s:\n{self.console_tail()}")
+
+    def console_text(self):
+        return self.console.read_text(errors="replace")
+
+    def stop_l4lbd(self):
+        """"stop" on the guest's ttyS1: the init sends l4lbd SIGTERM, then restores the NICs."""
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(10)
+            s.connect(str(self.control))
+            s.sendall(b"stop\n")
+            assert wait_until(lambda: "l4lbd exited with status" in self.console_text(), 60), (
+                self.console_tail())
+            wait_until(lambda: "sysrq: Power Off" in self.console_text(), 30)
 
     def client(self, count, timeout=5.0):
         r = run(["ip", "netns", "exec", f"{PREFIX}-client", PY, str(LIB / "client.py"), "http",
@@ -306,6 +323,13 @@ def test_vm_forwards_on_pci_ports_and_health_checks_take_out_a_killed_pod(vm):
     transitions = samples(text, "l4lb_health_transitions_total")
     assert sum(transitions.values()) >= 1, transitions
     assert samples(text, "l4lb_build_info"), "no l4lb_build_info"
+
+    # Stop: l4lbd exits 0 on SIGTERM, and l4lb-setup gives both NICs back to the kernel.
+    vm.stop_l4lbd()
+    console = vm.console_text()
+    assert "l4lbd exited with status 0" in console, vm.console_tail()
+    for port in ("wan", "lan"):
+        assert f"{PCI[port]}: back to virtio-pci" in console, vm.console_tail()
 
 
 def wait_until(predicate, timeout):
