@@ -103,7 +103,11 @@ BASE=$CACHE/$KEY
 mkdir -p "$CACHE"
 exec 9>"$CACHE/lock"
 flock 9
+# Bases of other inputs (an older kernel or package set) unused for 7 days go.
+find "$CACHE" -mindepth 1 -maxdepth 1 -type d -regextype egrep -regex '.*/[0-9a-f]{16}' \
+  ! -name "$KEY" -mtime +7 -exec rm -rf {} +
 if [[ -f $BASE/base.cpio && -f $BASE/vmlinuz ]]; then
+  touch "$BASE"
   log "base $KEY: cached in $BASE"
 else
   start=$(date +%s)
