@@ -745,7 +745,7 @@ void expect_every_path_taken(const RandomRunStats& st) {
               st.evicted);
   EXPECT_GT(st.hits, 5000u);
   EXPECT_GT(st.inserts, 1000u);
-  EXPECT_GT(st.refused_full, 100u);
+  EXPECT_GT(st.refused_full, 20u);  // rarer since evictions make room
   EXPECT_GT(st.refused_taken, 100u);
   EXPECT_GT(st.expired_by_hand, 100u);
   EXPECT_GT(st.evicted, 100u);
