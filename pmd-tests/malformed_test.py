@@ -587,12 +587,12 @@ def read_pcap(path):
     return [bytes(data) for data, _meta in RawPcapReader(str(path))]
 
 
-def run_l4lbd(d: Path, inputs: dict):
+def run_l4lbd(d: Path, inputs: dict, config_text: str = CONFIG):
     assert L4LBD.exists(), f"l4lbd binary missing: {L4LBD} (meson compile -C build src/l4lbd)"
     for port, frames in inputs.items():
         write_pcap(d / f"{port}_in.pcap", frames)
     config = d / "l4lb.yaml"
-    config.write_text(CONFIG.replace("@DIR@", str(d))
+    config.write_text(config_text.replace("@DIR@", str(d))
                       .replace("@PREFIX@", f"l4lb-malformed-{os.getpid()}"))
     stats_path, log_path = d / "stats.json", d / "l4lbd.log"
     with open(log_path, "w") as log:
@@ -820,3 +820,18 @@ def test_malformed_corpus(tmp_path):
     assert counters["frag_first"] == 3 + 3, counters         # 3 datagrams, 2 TCP MF, 1 reply
     assert counters["flow_insert_failed"] == 0, counters
     assert counters["icmp_echo_replies"] == 1, counters
+
+
+def test_vip_pings_can_be_turned_off(tmp_path):
+    """dataplane.answerVipPings: false: echo to a VIP is dropped and counted; the port's
+    own address still answers."""
+    ping = lambda dst, i: bytes(Ether(dst=WAN_MAC, src=GW_MAC) /
+                                IP(src="203.0.113.9", dst=dst, id=i) / ICMP(type=8) / b"ping")
+    config = CONFIG.replace("  workers: [1]\n", "  workers: [1]\n  answerVipPings: false\n")
+    assert "answerVipPings: false" in config
+    inputs = {"wan": [ping(HTTP_VIP, 1), ping(DNS_VIP, 2), ping(WAN_IP, 3)], "lan": []}
+    outputs, stats = run_l4lbd(tmp_path, inputs, config)
+    assert stats["drops"]["vip_ping_disabled"] == 2, stats["drops"]
+    assert stats["drops_total"] == 2, stats["drops"]
+    assert stats["counters"]["icmp_echo_replies"] == 1, stats["counters"]
+    assert len(outputs["wan"]) == 1 and Ether(outputs["wan"][0])[IP].src == WAN_IP

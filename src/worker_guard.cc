@@ -47,6 +47,10 @@ void Worker::handle_icmp_error(rte_mbuf* m, const ParsedPacket& p, uint64_t hash
     drop(m, DropReason::kTtlExceeded);  // no error about an error (RFC 1122 3.2.2)
     return;
   }
+  if (owns_address(p.ip->src) || snap.services.is_vip(p.ip->src)) {
+    drop(m, DropReason::kIpv4BadSrc);  // martian (RFC 1812 5.3.7), as for TCP/UDP
+    return;
+  }
   auto* icmp = static_cast<uint8_t*>(p.l4);
   if (!icmp_checksum_ok(icmp, p.l4_len)) {
     drop(m, DropReason::kIcmpBadChecksum);
