@@ -657,7 +657,7 @@ def check_one(exp: Fwd, port: str, out: bytes):
     if exp.nat == "icmp_fwd":
         if out[:12] != mac(nh_mac) + mac(out_mac):
             p.append(f"MACs {out[:12].hex()}, expected {nh_mac} <- {out_mac}")
-        return p + check_icmp_fwd(exp, ip_in, ip_out)
+        return p + check_icmp_fwd(exp, ip_in, ip_out), None
     if exp.nat == "dnat_ip":
         backend = socket.inet_ntoa(ip_out[16:20])
         if out[:12] != mac(nh_mac) + mac(out_mac):
