@@ -2,11 +2,15 @@
 IPv4 fragments, ICMP errors both ways, path MTU discovery, echo to a VIP, and a SYN flood
 at many times the flow-table capacity while live connections keep talking.
 
-  client ns --veth-- l4f-wan [l4lbd: 2 workers, qpairs=2] l4f-lan --veth-- node ns -- pods
+  client ns [TAP l4f-wan] == l4lbd (2 workers, net_tap) == [TAP l4f-lan] node ns -- pods
 
-- The lan port is configured with MTU 1450 (its veth has 1500): a DF packet of 1500 bytes
-  from the client gets ICMP fragmentation needed (1450), which the client's kernel must
-  accept (it quotes the client's own packet) and learn.
+net_tap, not net_af_packet: the af_packet PMD joins its sockets to a fanout group with
+PACKET_FANOUT_FLAG_DEFRAG, so the kernel would reassemble fragments before l4lbd saw
+them. The TAPs are moved into the client and node namespaces once l4lbd has made them.
+
+- The lan port is configured with MTU 1450: a DF packet of 1500 bytes from the client
+  gets ICMP fragmentation needed (1450), which the client's kernel must accept (it quotes
+  the client's own packet) and learn.
 - The client reaches the fragment VIP through a route of MTU 1400: its kernel fragments a
   4,000-byte datagram; pods echo it whole (fragmented again on the way back).
 - A UDP Service port whose targetPort nobody listens on: the pod's port unreachable comes
@@ -45,9 +49,10 @@ dataplane:
   flowTable: {{capacity: {CAPACITY}}}
   answerVipPings: true
   ports:
-    - {{name: wan, device: "net_af_packet0,iface={PREFIX}-wan,qpairs=2", address: 10.0.0.1/24}}
-    - {{name: lan, device: "net_af_packet1,iface={PREFIX}-lan,qpairs=2", address: 10.128.0.1/24,
-       mtu: 1450}}
+    - {{name: wan, device: "net_tap0,iface={PREFIX}-wan", address: 10.0.0.1/24,
+       mac: "02:00:00:00:f0:01"}}
+    - {{name: lan, device: "net_tap1,iface={PREFIX}-lan", address: 10.128.0.1/24,
+       mac: "02:00:00:00:f0:02", mtu: 1450}}
   routes:
     - {{prefix: 10.4.1.0/24, via: 10.128.0.21}}
     - {{prefix: 198.18.0.0/15, via: 10.0.0.2}}
@@ -99,9 +104,19 @@ def scrape():
     with urllib.request.urlopen(f"http://127.0.0.1:{METRICS_PORT}/metrics", timeout=5) as r:
         text = r.read().decode()
     sums = {}
-    for m in re.finditer(r"^l4lb_(\w+)_total\{[^}]*\} (\S+)$", text, re.M):
-        sums[m.group(1)] = sums.get(m.group(1), 0) + float(m.group(2))
+    for m in re.finditer(r"^l4lb_(\w+)_total\{([^}]*)\} (\S+)$", text, re.M):
+        name = m.group(1)
+        if name == "drops":
+            name = "drop_" + re.search(r'reason="(\w+)"', m.group(2)).group(1)
+        sums[name] = sums.get(name, 0) + float(m.group(3))
     return sums
+
+
+def changed(before):
+    """The counters and drops that moved since `before`: the diagnosis of a failure."""
+    now = scrape()
+    return {k: v - before.get(k, 0) for k, v in now.items()
+            if v != before.get(k, 0) and not k.endswith(("cycles", "polls"))}
 
 
 @pytest.fixture(scope="module")
@@ -114,8 +129,7 @@ def lab(tmp_path_factory):
     topo("down")
     procs, state = [], {"l4lbd": None}
     try:
-        topo("up")
-        sh(f"ip -n {PREFIX}-client route add {UDP_VIP}/32 via 10.0.0.1 mtu lock 1400")
+        topo("up_tap")
         for name in PODS:
             ns = f"{PREFIX}-{name}"
             for argv in ([str(LIB / "udp_echo.py"), "--port", str(ECHO_PORT)],
@@ -134,6 +148,8 @@ def lab(tmp_path_factory):
             assert state["l4lbd"].poll() is None, log_path.read_text()
             time.sleep(0.1)
         assert "ready: 2 worker(s)" in log_path.read_text(), log_path.read_text()
+        topo("attach_tap")
+        sh(f"ip -n {PREFIX}-client route add {UDP_VIP}/32 via 10.0.0.1 mtu lock 1400")
         state.update(log=log_path, stats=stats_path)
         yield state
     finally:
@@ -202,7 +218,7 @@ print(json.dumps({{"ok": ok}}))
 """
     before = scrape()
     r = in_client(PY, "-c", code, timeout=30)
-    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.returncode == 0, (r.stdout + r.stderr, changed(before))
     assert json.loads(r.stdout)["ok"] == 5
     c = scrape()
     # Both ways: 5 datagrams of 3 fragments to the pod, 5 echoes of 3 fragments back.
@@ -262,7 +278,7 @@ def test_syn_flood_spares_live_connections_and_new_ones_get_through(lab):
         before = scrape()
         flood = subprocess.Popen(
             ["ip", "netns", "exec", f"{PREFIX}-client", PY, str(LIB / "syn_flood.py"),
-             "--dst-mac", wan_mac, "--vip", TCP_VIP, "--port", str(STREAM_PORT), "--count",
+             "--iface", f"{PREFIX}-wan", "--dst-mac", wan_mac, "--vip", TCP_VIP, "--port", str(STREAM_PORT), "--count",
              str(FLOOD)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         assert flood.stdout.readline().startswith("sending"), flood.stderr.read()
         dial = client_py("echo_stream.py", "dial", "--vip", TCP_VIP, "--port", str(STREAM_PORT),
@@ -278,7 +294,8 @@ def test_syn_flood_spares_live_connections_and_new_ones_get_through(lab):
     conns = json.loads(summary.strip().splitlines()[-1])["connections"]
     forwarded = after["nat_forward"] - before["nat_forward"]
     print(f"\nSYN flood: {sent['sent']} SYNs in {sent['seconds']:.2f} s "
-          f"({sent['sent'] / sent['seconds']:.0f}/s offered); l4lbd forwarded {forwarded:.0f} "
+          f"({sent['sent'] / sent['seconds']:.0f}/s offered); l4lbd received "
+          f"{after['port_rx_packets'] - before['port_rx_packets']:.0f} frames, forwarded {forwarded:.0f} "
           f"packets to backends ({forwarded / sent['seconds']:.0f}/s); evicted "
           f"{after['flows_evicted'] - before['flows_evicted']:.0f}, stateless (table full) "
           f"{after['flow_insert_failed'] - before['flow_insert_failed']:.0f}")
