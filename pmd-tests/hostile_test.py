@@ -38,6 +38,7 @@ UDP_VIP, PMTU_VIP, TCP_VIP = "172.16.14.10", "172.16.14.12", "172.16.14.11"
 ECHO_PORT, CLOSED_PORT, STREAM_PORT = 7000, 9, 9000
 CAPACITY = 4096
 FLOOD = 15 * CAPACITY
+FLOOD_RATE = 20000  # per second: ~3 s of flood, within what l4lbd takes on a busy 2-core box
 LIVE = 20
 METRICS_PORT = free_tcp_port()
 
@@ -279,10 +280,11 @@ def test_syn_flood_spares_live_connections_and_new_ones_get_through(lab):
         flood = subprocess.Popen(
             ["ip", "netns", "exec", f"{PREFIX}-client", PY, str(LIB / "syn_flood.py"),
              "--iface", f"{PREFIX}-wan", "--dst-mac", wan_mac, "--vip", TCP_VIP, "--port", str(STREAM_PORT), "--count",
-             str(FLOOD)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             str(FLOOD), "--rate", str(FLOOD_RATE)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         assert flood.stdout.readline().startswith("sending"), flood.stderr.read()
         dial = client_py("echo_stream.py", "dial", "--vip", TCP_VIP, "--port", str(STREAM_PORT),
-                         "--duration", "3", "--pause", "0.05", "--timeout", "3", timeout=60)
+                         "--duration", "2.5", "--pause", "0.05", "--timeout", "3", timeout=60)
         out, err = flood.communicate(timeout=120)
         assert flood.returncode == 0, err
         sent = json.loads(out)
