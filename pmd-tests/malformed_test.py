@@ -324,6 +324,16 @@ def build_corpus():
         c.inputs["wan"].append(first)   # denied: the held one is never released
         c.drops["acl_denied"] += 1
 
+    def orphan_fragments(kind):
+        c.kinds[kind] = "frag_hold_full"
+        ip_id = c.ip_id()
+        for n in range(9):
+            c.inputs["wan"].append(e4 + ip_header(total=28, ip_id=ip_id, frag=0x2000 | (10 + n),
+                                                  proto=17, src="203.0.113.32", dst=DNS_VIP) +
+                                   b"z" * 8)
+        c.held += 8
+        c.drops["frag_hold_full"] += 1
+
     def icmp_about(kind, outer_src, outer_dst, quoted, port, src_mac, dst_mac, typ=3, code=4,
                    mtu=1400, bad_csum=False):
         body = struct.pack("!BBHHH", typ, code, 0, 0, mtu) + quoted
@@ -420,6 +430,7 @@ def build_corpus():
     k(lambda: udp_datagram_in_fragments("UDP datagram in 3 fragments, first in the middle",
                                         (1, 0, 2)))
     k(lambda: acl_denied_fragments("fragments whose first is ACL denied"))
+    k(lambda: orphan_fragments("9 fragments without their first: 8 held, the 9th dropped"))
     k(lambda: ttl_error("TTL 0", syn(ttl=0)))
     k(lambda: ttl_error("TTL 1", syn(ttl=1)))
     k(lambda: ttl_error("UDP TTL 1", dns(ttl=1)))
@@ -815,7 +826,7 @@ def test_malformed_corpus(tmp_path):
     assert stats["drops_total"] + sent + c.held == received + c.icmp_errors, \
         (stats["drops_total"], sent, c.held, received, c.icmp_errors)
     assert counters["icmp_errors_translated"] == 2, counters
-    assert counters["frag_held"] == 3 + c.held, counters    # 2 + 1 out of order, 1 denied
+    assert counters["frag_held"] == 3 + c.held, counters    # 2 + 1 out of order, 9 waiting
     assert counters["frag_forwarded"] == 6, counters         # 2 later fragments x 3 datagrams
     assert counters["frag_first"] == 3 + 3, counters         # 3 datagrams, 2 TCP MF, 1 reply
     assert counters["flow_insert_failed"] == 0, counters
@@ -835,3 +846,18 @@ def test_vip_pings_can_be_turned_off(tmp_path):
     assert stats["drops_total"] == 2, stats["drops"]
     assert stats["counters"]["icmp_echo_replies"] == 1, stats["counters"]
     assert len(outputs["wan"]) == 1 and Ether(outputs["wan"][0])[IP].src == WAN_IP
+
+
+def test_icmp_errors_are_rate_limited(tmp_path):
+    """dataplane.icmpErrorsPerSecond: 1 (burst 10): of 15 TTL-1 packets arriving at once,
+    10 get time exceeded, 5 are counted as rate limited; all 15 are ttl_exceeded drops."""
+    config = CONFIG.replace("  workers: [1]\n", "  workers: [1]\n  icmpErrorsPerSecond: 1\n")
+    frames = [bytes(Ether(dst=WAN_MAC, src=GW_MAC) / IP(src="203.0.113.9", dst=DNS_VIP,
+                                                        ttl=1, id=i) / UDP(dport=53))
+              for i in range(15)]
+    outputs, stats = run_l4lbd(tmp_path, {"wan": frames, "lan": []}, config)
+    assert stats["drops"]["ttl_exceeded"] == 15, stats["drops"]
+    c = stats["counters"]
+    assert (c["icmp_errors_sent"], c["icmp_errors_rate_limited"]) == (10, 5), c
+    assert len(outputs["wan"]) == 10
+    assert all(Ether(f)[ICMP].type == 11 for f in outputs["wan"])
