@@ -300,8 +300,7 @@ bool FlowTable::evict_unestablished(uint64_t hash_a, uint64_t hash_b, uint32_t n
         if (e.state == kFreeState) continue;  // the entry insert() is adding right now
         const bool exp = expired(e, now_s);
         const bool transitory = e.state == FlowState::kSynSent ||
-                                e.state == FlowState::kSynAckSeen ||
-                                e.state == FlowState::kClosing;
+                                e.state == FlowState::kSynAckSeen || e.state == FlowState::kClosing;
         if (!exp && !transitory) continue;
         if (victim == nullptr || (exp && !victim_expired) ||
             (exp == victim_expired &&

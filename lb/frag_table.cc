@@ -17,7 +17,8 @@ FragTable::FragTable(uint32_t capacity, uint32_t max_held, uint32_t timeout_s)
 FragTable::Entry* FragTable::find_or_claim(const FragKey& key, uint32_t now_s,
                                            bool* found) noexcept {
   reclaimed_count = 0;
-  const uint64_t h = mix64((uint64_t{key.src} << 32 | key.dst) ^ (uint64_t{key.id} << 8 | key.proto));
+  const uint64_t h =
+      mix64((uint64_t{key.src} << 32 | key.dst) ^ (uint64_t{key.id} << 8 | key.proto));
   Entry* bucket = &entries_[(static_cast<uint32_t>(h) * kWays) & mask_];
   Entry* spare = nullptr;
   for (uint32_t w = 0; w < kWays; ++w) {

@@ -23,7 +23,8 @@ TEST(TokenBucket, BurstThenRate) {
 TEST(TokenBucket, RefillIsCappedAtTheBurst) {
   TokenBucket b(100, 3, 1'000'000);
   uint64_t t = 5;
-  while (b.take(t)) {}
+  while (b.take(t)) {
+  }
   t += 60'000'000;  // a minute idle
   int n = 0;
   while (b.take(t)) ++n;

@@ -21,8 +21,7 @@ constexpr uint8_t kIcmpCodeTtlExceeded = 0;
 
 // True for the ICMP types that quote an offending datagram and that l4lb translates.
 constexpr bool is_icmp_error(uint8_t type) {
-  return type == kIcmpDestUnreachable || type == kIcmpTimeExceeded ||
-         type == kIcmpParameterProblem;
+  return type == kIcmpDestUnreachable || type == kIcmpTimeExceeded || type == kIcmpParameterProblem;
 }
 
 // Bytes from the IP header on of an error quoting `ip` (its header and up to 8 bytes of
@@ -40,9 +39,9 @@ uint16_t make_icmp_error(Ipv4Hdr& ip, uint16_t l4_len, uint8_t type, uint8_t cod
 // the 8 bytes holding the TCP/UDP ports (RFC 792 guarantees them) of a first or unfragmented
 // TCP/UDP datagram are parsed.
 struct IcmpQuote {
-  Ipv4Hdr* ip = nullptr;   // the quoted IPv4 header
-  uint8_t* l4 = nullptr;   // its TCP/UDP header
-  uint16_t l4_have = 0;    // quoted L4 bytes (>= 8)
+  Ipv4Hdr* ip = nullptr;  // the quoted IPv4 header
+  uint8_t* l4 = nullptr;  // its TCP/UDP header
+  uint16_t l4_have = 0;   // quoted L4 bytes (>= 8)
 };
 
 // Parses the quote of an ICMP error whose ICMP header sits at `icmp` with `icmp_len`

@@ -62,8 +62,8 @@ TEST(IcmpError, TimeExceededQuotesHeaderAndEightBytes) {
   const std::vector<uint8_t> orig(b.begin(), b.begin() + 28);
   const size_t need = icmp_error_size(ip_of(b), l4_len_of(b));
   EXPECT_EQ(need, 20u + 8 + 20 + 8);
-  const uint16_t total = make_icmp_error(ip_of(b), l4_len_of(b), kIcmpTimeExceeded,
-                                         kIcmpCodeTtlExceeded, 0, kRouter);
+  const uint16_t total =
+      make_icmp_error(ip_of(b), l4_len_of(b), kIcmpTimeExceeded, kIcmpCodeTtlExceeded, 0, kRouter);
   EXPECT_EQ(total, need);
   const Ipv4Hdr& ip = ip_of(b);
   EXPECT_TRUE(ipv4_header_checksum_ok(ip));

@@ -83,8 +83,7 @@ void Worker::handle_icmp_error(rte_mbuf* m, const ParsedPacket& p, uint64_t hash
   } else {
     const uint32_t i = snap.services.find_endpoint(k.src_ip, k.proto, k.src_port);
     if (i == ServiceTable::kNotFound || i == ServiceTable::kAmbiguous) {
-      drop(m, snap.services.is_vip(p.ip->dst) ? DropReason::kIcmpUnsupported
-                                              : DropReason::kNoFlow);
+      drop(m, snap.services.is_vip(p.ip->dst) ? DropReason::kIcmpUnsupported : DropReason::kNoFlow);
       return;
     }
     to_backend = false;
@@ -112,9 +111,7 @@ uint16_t Worker::frag_owner(const ParsedPacket& p) const noexcept {
 }
 
 namespace {
-FragKey frag_key(const ParsedPacket& p) {
-  return FragKey{p.ip->src, p.ip->dst, p.ip->id, p.proto};
-}
+FragKey frag_key(const ParsedPacket& p) { return FragKey{p.ip->src, p.ip->dst, p.ip->id, p.proto}; }
 }  // namespace
 
 void Worker::handle_later_fragment(rte_mbuf* m, const ParsedPacket& p,
@@ -127,8 +124,8 @@ void Worker::handle_later_fragment(rte_mbuf* m, const ParsedPacket& p,
   switch (v) {
     case FragTable::Verdict::kForward:
       counters_.frag_forwarded++;
-      nat_and_send<false>(m, p, d.rewrite_dst ? NatSide::kDestination : NatSide::kSource, d.ip,
-                          0, snap);
+      nat_and_send<false>(m, p, d.rewrite_dst ? NatSide::kDestination : NatSide::kSource, d.ip, 0,
+                          snap);
       break;
     case FragTable::Verdict::kHeld:
       counters_.frag_held++;
@@ -155,7 +152,8 @@ void Worker::first_fragment_sent(const ParsedPacket& p, NatSide side, uint32_t i
   }
   counters_.frag_first++;
   // Sent once the first fragment is on its way (handle_ipv4 calls send_released_fragments).
-  for (int i = 0; i < n; ++i) frag_released_[frag_released_count_++] = static_cast<rte_mbuf*>(released[i]);
+  for (int i = 0; i < n; ++i)
+    frag_released_[frag_released_count_++] = static_cast<rte_mbuf*>(released[i]);
   frag_released_decision_ = d;
 }
 
