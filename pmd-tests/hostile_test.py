@@ -284,7 +284,7 @@ def test_syn_flood_spares_live_connections_and_new_ones_get_through(lab):
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         assert flood.stdout.readline().startswith("sending"), flood.stderr.read()
         dial = client_py("echo_stream.py", "dial", "--vip", TCP_VIP, "--port", str(STREAM_PORT),
-                         "--duration", "2.5", "--pause", "0.05", "--timeout", "3", timeout=60)
+                         "--duration", "2.5", "--pause", "0.05", "--timeout", "8", timeout=60)
         out, err = flood.communicate(timeout=120)
         assert flood.returncode == 0, err
         sent = json.loads(out)
@@ -304,6 +304,8 @@ def test_syn_flood_spares_live_connections_and_new_ones_get_through(lab):
     broken = [c for c in conns if c["error"] is not None]
     assert not broken and len(conns) == LIVE, broken
     assert all(c["echoed"] >= 10 for c in conns), conns
+    # The flood shares the client's TAP queue, which drops when full: a dialled SYN may be
+    # lost there (not in l4lbd) and resent by the client after 1 s and 3 s, hence 8 s.
     attempts = dial["attempts"]
     failed = [a for a in attempts if a[2] is not None]
     assert attempts and not failed, failed
@@ -318,5 +320,11 @@ def test_l4lbd_exits_cleanly_and_counted_what_it_dropped(lab):
     assert l4lbd.wait(timeout=20) == 0, lab["log"].read_text()[-2000:]
     stats = json.loads(lab["stats"].read_text())
     drops = stats["drops"]
+    c = stats["counters"]
     assert drops["frag_needed"] >= 1, drops
     assert drops["handoff_full"] == 0, drops
+    # Two workers: packets (fragments among them) crossed between them, and no fragment
+    # was lost for want of a decision or of room.
+    assert c["handoff_sent"] > 0 and c["frag_first"] > 0 and c["frag_held"] > 0, c
+    for reason in ("frag_table_full", "frag_hold_full", "frag_timeout", "ipv4_bad_total_length"):
+        assert drops[reason] == 0, drops
