@@ -137,10 +137,20 @@ void check_bounds(const ParsedPacket& p, const uint8_t* data, uint32_t len) {
   CHECK(ihl >= sizeof(Ipv4Hdr));
   CHECK(p.l2_len + uint32_t{ntoh16(p.ip->total_length)} <= len);
   CHECK(p.l4_len == ntoh16(p.ip->total_length) - ihl);
+  CHECK(p.proto == p.ip->protocol);
+  const uint16_t frag_off = ntoh16(p.ip->frag_off);
+  if (p.frag == FragKind::kLater) {
+    // A non-first TCP/UDP fragment: no L4 header, no ports.
+    CHECK(p.proto == kIpProtoTcp || p.proto == kIpProtoUdp);
+    CHECK(p.l4 == nullptr && (frag_off & kIpv4FragOffsetMask) != 0);
+    CHECK(!(p.proto == kIpProtoTcp && (frag_off & kIpv4FragOffsetMask) == 1));
+    CHECK(p.key == (FlowKey{p.ip->src, p.ip->dst, 0, 0, p.proto}));
+    return;
+  }
   CHECK(p.l4 == data + p.l2_len + ihl);
   CHECK(inside(p.l4, p.l4_len));
-  CHECK((ntoh16(p.ip->frag_off) & (kIpv4FlagMf | kIpv4FragOffsetMask)) == 0);
-  CHECK(p.proto == p.ip->protocol);
+  CHECK((frag_off & kIpv4FragOffsetMask) == 0);
+  CHECK((p.frag == FragKind::kFirst) == ((frag_off & kIpv4FlagMf) != 0));
   if (p.proto == kIpProtoTcp) {
     const auto* tcp = static_cast<const TcpHdr*>(p.l4);
     CHECK(tcp->header_bytes() >= sizeof(TcpHdr) && tcp->header_bytes() <= p.l4_len);
@@ -148,10 +158,22 @@ void check_bounds(const ParsedPacket& p, const uint8_t* data, uint32_t len) {
     CHECK(p.key == (FlowKey{p.ip->src, p.ip->dst, tcp->src_port, tcp->dst_port, kIpProtoTcp}));
   } else if (p.proto == kIpProtoUdp) {
     const auto* udp = static_cast<const UdpHdr*>(p.l4);
-    CHECK(ntoh16(udp->length) >= sizeof(UdpHdr) && ntoh16(udp->length) <= p.l4_len);
+    // A first fragment's UDP length covers the whole datagram.
+    CHECK(ntoh16(udp->length) >= sizeof(UdpHdr) &&
+          (ntoh16(udp->length) <= p.l4_len || p.frag == FragKind::kFirst));
     CHECK(p.key == (FlowKey{p.ip->src, p.ip->dst, udp->src_port, udp->dst_port, kIpProtoUdp}));
   } else {
     CHECK(p.proto == kIpProtoIcmp && p.l4_len >= sizeof(IcmpHdr));
+    if (p.icmp_error) {
+      // The quoted header and its 8 bytes of ports lie inside the ICMP payload.
+      const auto* icmp = static_cast<const uint8_t*>(p.l4);
+      const auto* q = reinterpret_cast<const uint8_t*>(p.quote.ip);
+      CHECK(q == icmp + sizeof(IcmpHdr) && p.quote.l4 == q + p.quote.ip->ihl_bytes());
+      CHECK(p.quote.l4_have >= 8 && p.quote.l4 + p.quote.l4_have == icmp + p.l4_len);
+      const auto* ports = reinterpret_cast<const UdpHdr*>(p.quote.l4);
+      CHECK(p.key == (FlowKey{p.quote.ip->dst, p.quote.ip->src, ports->dst_port,
+                              ports->src_port, p.quote.ip->protocol}));
+    }
   }
 }
 
@@ -240,13 +262,14 @@ void flows(const ParsedPacket& p, const FlowNat& nat) {
     FlowNat n = nat;
     n.backend_port = static_cast<uint16_t>(n.backend_port + i);
     if (table.insert(k, hk, n, p.tcp_flags, kNow) != nullptr) ++inserted;
-    CHECK(table.size() == inserted && table.size() <= table.capacity());
+    // A full table makes room by evicting half-open entries (never established ones).
+    CHECK(table.size() + table.evictions() == inserted && table.size() <= table.capacity());
   }
   uint32_t expired = 0;
   for (uint32_t turn = 0; turn < 4 && table.size() > 0; ++turn) {
     expired += table.expire(kNow + 700000, table.capacity());
   }
-  CHECK(table.size() == 0 && expired == inserted);
+  CHECK(table.size() == 0 && expired + table.evictions() == inserted);
   CHECK(table.lookup(fwd, h, kNow + 700000).entry == nullptr);
 }
 
@@ -269,7 +292,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* input, size_t size) {
   if (p.kind != PacketKind::kIpv4) return 0;
 
   const ServiceTable& st = services();
-  const bool tcp_udp = p.proto == kIpProtoTcp || p.proto == kIpProtoUdp;
+  // A non-first fragment has no L4 header to rewrite (the worker rewrites its IP only).
+  const bool tcp_udp =
+      (p.proto == kIpProtoTcp || p.proto == kIpProtoUdp) && p.frag != FragKind::kLater;
   const bool vip = st.is_vip(p.ip->dst);
   if (tcp_udp) {
     const ServicePort* sp = st.find(p.key.dst_ip, p.proto, p.key.dst_port);
@@ -299,7 +324,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* input, size_t size) {
     }
   }
   // Adversarial values from the input's tail (see the top of the file).
-  if (size >= sizeof(EthHdr) + 12) {
+  if (size >= sizeof(EthHdr) + 12 && p.frag != FragKind::kLater) {
     const uint8_t* t = input + size - 12;
     rewrite_copy(frame.get(), len, p, load32(t), load16(t + 4), load32(t + 6), load16(t + 10),
                  false);

@@ -24,14 +24,20 @@ namespace l4lb {
   X(kIpv4BadTotalLength, "ipv4_bad_total_length", "IPv4 total length past the frame or under the header") \
   X(kIpv4BadChecksum, "ipv4_bad_checksum", "IPv4 header checksum is wrong")               \
   X(kIpv4BadSrc, "ipv4_bad_src", "source address is multicast, broadcast, loopback or zero") \
-  X(kIpv4Fragment, "ipv4_fragment", "IPv4 fragments are not reassembled yet")            \
-  X(kTtlExceeded, "ttl_exceeded", "TTL would reach zero")                                 \
+  X(kIpv4Fragment, "ipv4_fragment", "fragment of an ICMP or non-TCP/UDP datagram (not forwarded)") \
+  X(kFragmentOverlap, "fragment_overlap", "TCP fragment at offset 8 bytes, which could rewrite the header (RFC 1858)") \
+  X(kFragTableFull, "frag_table_full", "no fragment-table entry free for a new fragmented datagram") \
+  X(kFragHoldFull, "frag_hold_full", "fragment arrived before its first and the hold limit was reached") \
+  X(kFragTimeout, "frag_timeout", "held fragment whose first fragment never came (or was not forwarded)") \
+  X(kTtlExceeded, "ttl_exceeded", "TTL would reach zero (ICMP time exceeded sent, rate permitting)") \
   X(kL4Truncated, "l4_truncated", "TCP/UDP/ICMP header cut short")                        \
   X(kTcpBadDataOffset, "tcp_bad_data_offset", "TCP data offset under 5 words or past the segment") \
   X(kUdpBadLength, "udp_bad_length", "UDP length disagrees with the IP payload")          \
   X(kUnsupportedProto, "unsupported_proto", "IP protocol other than TCP, UDP or ICMP")    \
   X(kHostUnsupported, "host_unsupported", "traffic for l4lb's own address that it does not serve") \
-  X(kIcmpUnsupported, "icmp_unsupported", "ICMP other than echo request to an owned address") \
+  X(kIcmpUnsupported, "icmp_unsupported", "ICMP to an owned address other than an echo request or an error about a flow") \
+  X(kIcmpBadChecksum, "icmp_bad_checksum", "ICMP error about a flow with a wrong ICMP checksum") \
+  X(kVipPingDisabled, "vip_ping_disabled", "echo request to a VIP while dataplane.answerVipPings is false") \
   X(kNoServicePort, "no_service_port", "VIP reached on a protocol/port no Service exposes") \
   X(kAclDenied, "acl_denied", "source outside the Service's loadBalancerSourceRanges")    \
   X(kNoBackend, "no_backend", "Service port has no backend able to take new flows")       \
@@ -42,7 +48,8 @@ namespace l4lb {
   X(kNeighborTableFull, "neighbor_table_full", "no room to track another next hop")      \
   X(kTxFull, "tx_full", "the port's TX queue refused the packet")                         \
   X(kHandoffFull, "handoff_full", "the owning worker's hand-off ring was full")            \
-  X(kMtuExceeded, "mtu_exceeded", "packet larger than the egress port's MTU")
+  X(kMtuExceeded, "mtu_exceeded", "packet without DF larger than the egress MTU (l4lb does not fragment)") \
+  X(kFragNeeded, "frag_needed", "DF packet larger than the egress MTU (ICMP fragmentation needed sent, rate permitting)")
 
 enum class DropReason : uint8_t {
 #define L4LB_X(e, label, help) e,

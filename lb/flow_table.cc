@@ -243,19 +243,33 @@ FlowEntry* FlowTable::insert(const FlowKey& fwd, uint64_t fwd_hash, const FlowNa
     remove(&holder);
   }
   // Taken only now: removing the expired holder above pushes onto the free list.
-  if (free_head_ == kNoEntry) return nullptr;
+  if (free_head_ == kNoEntry && !evict_unestablished(fwd_hash, rev_hash, now_s)) return nullptr;
   const uint32_t idx = free_head_;
   FlowEntry& e = entries_[idx];
 
   const uint32_t fwd_ref = idx << 1 | static_cast<uint32_t>(FlowDir::kForward);
   const uint32_t rev_ref = idx << 1 | static_cast<uint32_t>(FlowDir::kReverse);
-  if (!index_add(fwd_hash, fwd_ref)) return nullptr;
-  if (!index_add(rev_hash, rev_ref)) {
+  // One eviction per key at most: the victim frees a slot in one of the key's buckets.
+  // An eviction pushes its entry on the free list ahead of idx, which stays free.
+  if (!index_add(fwd_hash, fwd_ref) &&
+      !(evict_unestablished(fwd_hash, fwd_hash, now_s) && index_add(fwd_hash, fwd_ref))) {
+    return nullptr;
+  }
+  if (!index_add(rev_hash, rev_ref) &&
+      !(evict_unestablished(rev_hash, rev_hash, now_s) && index_add(rev_hash, rev_ref))) {
     index_del(fwd_hash, fwd_ref);
     return nullptr;
   }
+  // Evictions above may have pushed their entries on the free list: idx is still free but
+  // no longer necessarily its head. Unlink it wherever it sits (it is near the head).
+  if (free_head_ == idx) {
+    free_head_ = e.created_s;
+  } else {
+    uint32_t prev = free_head_;
+    while (entries_[prev].created_s != idx) prev = entries_[prev].created_s;
+    entries_[prev].created_s = e.created_s;
+  }
 
-  free_head_ = e.created_s;
   ++size_;
   e.fwd = fwd;
   e.nat = nat;
@@ -271,6 +285,36 @@ FlowEntry* FlowTable::insert(const FlowKey& fwd, uint64_t fwd_hash, const FlowNa
     e.state = FlowState::kEstablished;
   }
   return &e;
+}
+
+bool FlowTable::evict_unestablished(uint64_t hash_a, uint64_t hash_b, uint32_t now_s) noexcept {
+  FlowEntry* victim = nullptr;
+  bool victim_expired = false;
+  for (uint64_t h : {hash_a, hash_b}) {
+    const uint32_t b1 = primary_bucket(h);
+    for (uint32_t b : {b1, alt_bucket(b1, signature(h))}) {
+      const Bucket& bk = buckets_[b];
+      for (uint32_t s = 0; s < kSlotsPerBucket; ++s) {
+        if (bk.sig[s] == 0) continue;
+        FlowEntry& e = entries_[bk.ref[s] >> 1];
+        if (e.state == kFreeState) continue;  // the entry insert() is adding right now
+        const bool exp = expired(e, now_s);
+        const bool transitory = e.state == FlowState::kSynSent ||
+                                e.state == FlowState::kSynAckSeen || e.state == FlowState::kClosing;
+        if (!exp && !transitory) continue;
+        if (victim == nullptr || (exp && !victim_expired) ||
+            (exp == victim_expired &&
+             static_cast<int32_t>(e.last_seen_s - victim->last_seen_s) < 0)) {
+          victim = &e;
+          victim_expired = exp;
+        }
+      }
+    }
+  }
+  if (victim == nullptr) return false;
+  remove(victim);
+  ++evictions_;
+  return true;
 }
 
 void FlowTable::update(FlowEntry* e, FlowDir dir, uint8_t tcp_flags, uint32_t now_s) noexcept {

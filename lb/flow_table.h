@@ -120,10 +120,13 @@ class FlowTable {
   // The entry for either key, expired or not; changes nothing (for the packet tracer).
   FlowHit peek(const FlowKey& key, uint64_t hash) const noexcept;
   // Inserts a new flow under both keys; tcp_flags are the first packet's (ignored unless
-  // fwd.proto is TCP). Returns nullptr, changing nothing, when the table is full, when both
-  // candidate buckets of a key stay full after trying to make room, or when the reverse key
-  // belongs to another live flow. Never evicts live entries. The caller guarantees the
-  // forward key is not present (it just missed).
+  // fwd.proto is TCP). When the table is full, or both candidate buckets of a key stay full
+  // after trying to make room, it evicts one un-established entry (expired first, then the
+  // least recently seen half-open or closing TCP flow) found in the new keys' candidate
+  // buckets, so a SYN flood displaces only its own kind and never an established flow or a
+  // UDP flow (counted in evictions()). Returns nullptr, changing nothing but such an
+  // eviction, when no room was found that way or when the reverse key belongs to another
+  // live flow. The caller guarantees the forward key is not present (it just missed).
   FlowEntry* insert(const FlowKey& fwd, uint64_t fwd_hash, const FlowNat& nat, uint8_t tcp_flags,
                     uint32_t now_s) noexcept;
   // Per packet after a hit: refreshes last_seen and advances the TCP state machine.
@@ -142,6 +145,8 @@ class FlowTable {
   }
   uint32_t size() const noexcept { return size_; }
   uint32_t capacity() const noexcept { return capacity_; }
+  // Entries insert() evicted to make room (never established or UDP ones).
+  uint64_t evictions() const noexcept { return evictions_; }
 
   // Live (not freed) entries in slot order, including ones past their timeout that expiry
   // has not reached yet (filter with expired()). Stops when f returns false. Reads without
@@ -226,6 +231,10 @@ class FlowTable {
   // Frees a slot in b1 or b2 by moving a chain of keys each to its other bucket; returns
   // where. False, with nothing moved, if no short chain ends in a free slot.
   bool make_room(uint32_t b1, uint32_t b2, uint32_t* bucket, uint32_t* slot) noexcept;
+  // Removes the best victim among the entries referenced from the candidate buckets of the
+  // two hashes: an expired entry, else the least recently seen kSynSent, kSynAckSeen or
+  // kClosing one. False when there is none.
+  bool evict_unestablished(uint64_t hash_a, uint64_t hash_b, uint32_t now_s) noexcept;
 
   std::unique_ptr<FlowEntry[], FreeDeleter> entries_;
   std::unique_ptr<Bucket[], FreeDeleter> buckets_;
@@ -238,6 +247,7 @@ class FlowTable {
   void* on_remove_ctx_ = nullptr;
   uint32_t free_head_ = kNoEntry;
   uint32_t hand_ = 0;  // expire()'s next slot
+  uint64_t evictions_ = 0;
   std::array<uint32_t, 5> timeout_by_state_{};
 };
 

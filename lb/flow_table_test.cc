@@ -296,7 +296,7 @@ TEST(FlowTable, FullTableRefusesThenAcceptsAfterRemove) {
   std::vector<FlowEntry*> entries;
   for (uint32_t i = 0; i < kCap; ++i) {
     flows.push_back(make_flow(i, static_cast<uint16_t>(1024 + i), i % 7));
-    entries.push_back(add(t, flows.back(), kTcpSyn, 0));
+    entries.push_back(add(t, flows.back(), kTcpAck, 0));  // established: never evicted
     ASSERT_NE(entries.back(), nullptr) << i;
   }
   EXPECT_EQ(t.size(), kCap);
@@ -314,6 +314,90 @@ TEST(FlowTable, FullTableRefusesThenAcceptsAfterRemove) {
   ASSERT_NE(e, nullptr);
   EXPECT_EQ(find(t, extra.rev(), 1).entry, e);
   EXPECT_EQ(t.size(), kCap);
+}
+
+// A full table of half-open flows (a SYN flood) makes room for a new flow by evicting one;
+// established flows, UDP flows and the newest half-open ones stay.
+TEST(FlowTable, FullTableEvictsUnestablishedOnly) {
+  constexpr uint32_t kCap = 1024;
+  FlowTable t(kCap, kTimeouts);
+  std::vector<Flow> live;
+  for (uint32_t i = 0; i < 64; ++i) {
+    live.push_back(make_flow(i, static_cast<uint16_t>(1024 + i), i % 7, i % 2 ? kIpProtoUdp : kIpProtoTcp));
+    ASSERT_NE(add(t, live.back(), kTcpAck, 0), nullptr);
+  }
+  // The flood, then more of it: every insert succeeds, evicting half-open entries.
+  std::mt19937 rng(3);
+  uint32_t inserted = 0;
+  for (uint32_t i = 0; i < 20 * kCap; ++i) {
+    Flow f = make_flow(0x10000 + i, static_cast<uint16_t>(rng()), i % 7);
+    inserted += add(t, f, kTcpSyn, 1 + i / kCap) != nullptr;
+  }
+  EXPECT_EQ(t.size(), kCap);
+  EXPECT_GT(inserted, 19 * kCap);
+  EXPECT_EQ(t.evictions(), inserted - (kCap - 64));
+  for (const Flow& f : live) {
+    const FlowHit h = find(t, f.fwd, 21);
+    ASSERT_NE(h.entry, nullptr);
+    EXPECT_EQ(h.entry->state, f.fwd.proto == kIpProtoUdp ? FlowState::kUdp : FlowState::kEstablished);
+    EXPECT_NE(find(t, f.rev(), 21).entry, nullptr);
+  }
+  // Every entry is still found by both keys after all the evictions.
+  uint32_t n = 0;
+  t.for_each([&](const FlowEntry& e) {
+    EXPECT_EQ(find(t, e.fwd, 21).entry, &e);
+    EXPECT_EQ(find(t, e.reverse_key(), 21).entry, &e);
+    return ++n > 0;
+  });
+  EXPECT_EQ(n, kCap);
+}
+
+// The least recently seen half-open entry goes first; an expired one before any of them.
+TEST(FlowTable, EvictionPrefersExpiredThenOldest) {
+  FlowTable t(16, kTimeouts);
+  std::vector<Flow> flows;
+  std::vector<FlowEntry*> entries;
+  for (uint32_t i = 0; i < 16; ++i) {
+    flows.push_back(make_flow(i, static_cast<uint16_t>(100 + i)));
+    // Half-open, each seen at a different time; entry 9 is also long past its timeout.
+    entries.push_back(add(t, flows.back(), i == 5 ? kTcpAck : kTcpSyn, 1000 + i));
+    ASSERT_NE(entries.back(), nullptr);
+  }
+  entries[9]->last_seen_s = 900;  // expired at 1016 (transitory timeout 30)
+  // A new flow whose candidate buckets include both of entry 9's forward key, so the
+  // victim search surely sees it.
+  auto buckets_of = [&](const Flow& f) {
+    auto [a1, a2] = t.candidate_buckets(hash_flow(f.fwd));
+    auto [b1, b2] = t.candidate_buckets(hash_flow(f.rev()));
+    return std::unordered_set<uint32_t>{a1, a2, b1, b2};
+  };
+  const auto [n1, n2] = t.candidate_buckets(hash_flow(flows[9].fwd));
+  Flow a{};
+  for (uint32_t i = 100; i < 100000; ++i) {
+    a = make_flow(i, static_cast<uint16_t>(i));
+    const auto bs = buckets_of(a);
+    if (bs.contains(n1) && bs.contains(n2)) break;
+  }
+  ASSERT_TRUE(buckets_of(a).contains(n1) && buckets_of(a).contains(n2));
+  const Flow b = make_flow(51, 51);
+  ASSERT_NE(add(t, a, kTcpSyn, 1016), nullptr);
+  EXPECT_EQ(t.evictions(), 1u);
+  EXPECT_EQ(find(t, flows[9].fwd, 1016).entry, nullptr) << "the expired entry goes first";
+  ASSERT_NE(add(t, b, kTcpSyn, 1016), nullptr);
+  EXPECT_EQ(t.evictions(), 2u);
+  EXPECT_NE(find(t, flows[5].fwd, 1016).entry, nullptr) << "established stays";
+  uint32_t gone = 0;
+  for (uint32_t i = 0; i < 16; ++i) gone += find(t, flows[i].fwd, 1016).entry == nullptr;
+  EXPECT_EQ(gone, 2u);
+}
+
+// A table full of established flows refuses: nothing may be evicted.
+TEST(FlowTable, FullOfEstablishedRefusesSyn) {
+  FlowTable t(64, kTimeouts);
+  for (uint32_t i = 0; i < 64; ++i) ASSERT_NE(add(t, make_flow(i, 7), kTcpAck, 0), nullptr);
+  EXPECT_EQ(add(t, make_flow(99, 99), kTcpSyn, 1), nullptr);
+  EXPECT_EQ(t.evictions(), 0u);
+  EXPECT_EQ(t.size(), 64u);
 }
 
 TEST(FlowTable, RemoveMakesBothKeysMiss) {
@@ -395,7 +479,7 @@ TEST(FlowTable, BothBucketsFullFailsWithoutPartialState) {
 
   std::vector<FlowEntry*> entries;
   for (uint32_t i = 0; i < 8; ++i) {
-    entries.push_back(add(t, closed[i], kTcpSyn, 0));
+    entries.push_back(add(t, closed[i], kTcpAck, 0));
     ASSERT_NE(entries.back(), nullptr) << i;
   }
   EXPECT_EQ(add(t, closed[8], kTcpSyn, 0), nullptr);
@@ -533,12 +617,31 @@ void expect_same_contents(const FlowTable& t, const Model& m) {
 }
 
 struct RandomRunStats {
+  uint32_t evicted = 0;
   uint32_t hits = 0;
   uint32_t inserts = 0;
   uint32_t refused_full = 0;
   uint32_t refused_taken = 0;
   uint32_t expired_by_hand = 0;
 };
+
+// Erases from the model the flows the table evicted, checking each was evictable.
+uint32_t reconcile_evictions(const FlowTable& t, Model& m, uint32_t now) {
+  std::unordered_set<FlowKey, KeyHash> present;
+  t.for_each([&](const FlowEntry& e) {
+    present.insert(e.fwd);
+    return true;
+  });
+  std::vector<FlowKey> gone;
+  for (const auto& [k, f] : m.flows()) {
+    if (present.contains(k)) continue;
+    EXPECT_TRUE(m.expired(f, now) || f.state == FlowState::kSynSent ||
+                f.state == FlowState::kSynAckSeen || f.state == FlowState::kClosing);
+    gone.push_back(k);
+  }
+  for (const FlowKey& k : gone) m.erase(k);
+  return static_cast<uint32_t>(gone.size());
+}
 
 // 100k packets, closes, clock steps and expiry passes, each checked against the model. A
 // small key space (`clients` x 12 ports x 2 VIP ports x TCP/UDP) makes flows collide on
@@ -589,8 +692,14 @@ void run_random_ops(uint32_t capacity, uint32_t clients, uint32_t seed, RandomRu
         }
       } else if (forward) {
         const bool was_full = t.size() == capacity;
+        const uint64_t evictions = t.evictions();
         FlowEntry* e = t.insert(fwd, hash_flow(fwd), nat, flags, now);
-        const bool ok = m.insert(fwd, nat, flags, now);
+        if (t.evictions() != evictions) {
+          // Whatever went must have been expired or not established in the model.
+          st->evicted += reconcile_evictions(t, m, now);
+          if (e == nullptr) m.insert(fwd, nat, flags, now) && (m.erase(fwd), true);
+        }
+        const bool ok = e != nullptr ? m.insert(fwd, nat, flags, now) : false;
         ASSERT_EQ(e != nullptr, ok) << "op " << op;
         ++(ok ? st->inserts : was_full ? st->refused_full : st->refused_taken);
       }
@@ -630,13 +739,16 @@ void run_random_ops(uint32_t capacity, uint32_t clients, uint32_t seed, RandomRu
 }
 
 void expect_every_path_taken(const RandomRunStats& st) {
-  std::printf("hits %u inserts %u refused: full %u, reverse key taken %u; expired by hand %u\n",
-              st.hits, st.inserts, st.refused_full, st.refused_taken, st.expired_by_hand);
+  std::printf("hits %u inserts %u refused: full %u, reverse key taken %u; expired by hand %u; "
+              "evicted %u\n",
+              st.hits, st.inserts, st.refused_full, st.refused_taken, st.expired_by_hand,
+              st.evicted);
   EXPECT_GT(st.hits, 5000u);
   EXPECT_GT(st.inserts, 1000u);
-  EXPECT_GT(st.refused_full, 100u);
+  EXPECT_GT(st.refused_full, 20u);  // rarer since evictions make room
   EXPECT_GT(st.refused_taken, 100u);
   EXPECT_GT(st.expired_by_hand, 100u);
+  EXPECT_GT(st.evicted, 100u);
 }
 
 TEST(FlowTable, RandomOperationsAgreeWithModel) {
@@ -667,7 +779,7 @@ Flow fill_flow(std::mt19937& rng, uint32_t n) {
 uint32_t fill_and_check(FlowTable& t, uint32_t seed) {
   std::mt19937 rng(seed);
   uint32_t n = 0;
-  while (n <= t.capacity() && add(t, fill_flow(rng, n), kTcpSyn, 0) != nullptr) ++n;
+  while (n <= t.capacity() && add(t, fill_flow(rng, n), kTcpAck, 0) != nullptr) ++n;
   std::printf("fill: %u of %u entries (%.2f%%), index load %.1f%%\n", n, t.capacity(),
               100.0 * n / t.capacity(), 100.0 * 2 * n / (8.0 * t.index_buckets()));
   rng.seed(seed);

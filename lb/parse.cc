@@ -63,13 +63,25 @@ ParsedPacket parse_frame(uint8_t* data, uint32_t len, ParseOptions opts) noexcep
     return drop(DropReason::kIpv4BadChecksum);
   }
   if (bad_source(ip->src)) return drop(DropReason::kIpv4BadSrc);
-  if ((ntoh16(ip->frag_off) & (kIpv4FlagMf | kIpv4FragOffsetMask)) != 0) {
-    return drop(DropReason::kIpv4Fragment);
-  }
-
   p.ip = ip;
   p.proto = ip->protocol;
   p.l4_len = static_cast<uint16_t>(total - ihl);
+  const uint16_t frag_off = ntoh16(ip->frag_off);
+  if ((frag_off & (kIpv4FlagMf | kIpv4FragOffsetMask)) != 0) {
+    if (ip->protocol != kIpProtoTcp && ip->protocol != kIpProtoUdp) {
+      return drop(DropReason::kIpv4Fragment);
+    }
+    const uint16_t offset = frag_off & kIpv4FragOffsetMask;
+    if (offset != 0) {
+      // RFC 1858 section 4: a TCP fragment at offset 1 (8 bytes) could rewrite the flags.
+      if (offset == 1 && ip->protocol == kIpProtoTcp) return drop(DropReason::kFragmentOverlap);
+      p.frag = FragKind::kLater;
+      p.key = FlowKey{ip->src, ip->dst, 0, 0, ip->protocol};
+      p.kind = PacketKind::kIpv4;
+      return p;
+    }
+    p.frag = FragKind::kFirst;
+  }
   uint8_t* l4 = data + off + ihl;
   p.l4 = l4;
   switch (ip->protocol) {
@@ -86,13 +98,24 @@ ParsedPacket parse_frame(uint8_t* data, uint32_t len, ParseOptions opts) noexcep
       if (p.l4_len < sizeof(UdpHdr)) return drop(DropReason::kL4Truncated);
       auto* udp = reinterpret_cast<UdpHdr*>(l4);
       uint32_t ulen = ntoh16(udp->length);
-      if (ulen < sizeof(UdpHdr) || ulen > p.l4_len) return drop(DropReason::kUdpBadLength);
+      // A first fragment's UDP length covers the whole datagram, past this fragment.
+      if (ulen < sizeof(UdpHdr) || (ulen > p.l4_len && p.frag == FragKind::kNone)) {
+        return drop(DropReason::kUdpBadLength);
+      }
       p.key = FlowKey{ip->src, ip->dst, udp->src_port, udp->dst_port, kIpProtoUdp};
       break;
     }
-    case kIpProtoIcmp:
+    case kIpProtoIcmp: {
       if (p.l4_len < sizeof(IcmpHdr)) return drop(DropReason::kL4Truncated);
+      const auto* icmp = reinterpret_cast<const IcmpHdr*>(l4);
+      if (is_icmp_error(icmp->type) && parse_icmp_quote(l4, p.l4_len, &p.quote)) {
+        const Ipv4Hdr& q = *p.quote.ip;
+        const auto* ports = reinterpret_cast<const UdpHdr*>(p.quote.l4);
+        p.icmp_error = true;
+        p.key = FlowKey{q.dst, q.src, ports->dst_port, ports->src_port, q.protocol};
+      }
       break;
+    }
     default:
       return drop(DropReason::kUnsupportedProto);
   }

@@ -7,10 +7,15 @@
 #include "lb/drop_reason.h"
 #include "lb/flow_key.h"
 #include "nat/headers.h"
+#include "nat/icmp_error.h"
 
 namespace l4lb {
 
 enum class PacketKind : uint8_t { kDrop, kArp, kIpv4 };
+// kFirst: offset 0 with more fragments, its L4 header present (a UDP length then covers the
+// whole datagram); kLater: a non-first TCP/UDP fragment: no L4 header, l4 is null and the
+// key's ports are 0.
+enum class FragKind : uint8_t { kNone, kFirst, kLater };
 
 struct ParsedPacket {
   PacketKind kind = PacketKind::kDrop;
@@ -23,7 +28,13 @@ struct ParsedPacket {
   ArpHdr* arp = nullptr;
   Ipv4Hdr* ip = nullptr;
   void* l4 = nullptr;  // TCP/UDP/ICMP header, bounds-checked for its fixed part
-  FlowKey key{};       // 5-tuple as carried, for TCP and UDP
+  FlowKey key{};       // 5-tuple as carried, for TCP and UDP; see icmp_error
+  FragKind frag = FragKind::kNone;
+  // An ICMP error quoting a TCP/UDP datagram: key is then the quoted 5-tuple reversed,
+  // the key the flow table knows the error's direction by (as if it were a packet of the
+  // flow travelling the same way as the error).
+  bool icmp_error = false;
+  IcmpQuote quote{};
 };
 
 struct ParseOptions {

@@ -138,8 +138,11 @@ TEST(Parse, MalformedHeadersDropWithTheirReason) {
       {"bad checksum", kIpProtoTcp, [](Frame& f) { f.ip().checksum ^= 1; }, DropReason::kIpv4BadChecksum},
       {"multicast source", kIpProtoTcp, [](Frame& f) { f.ip().src = hton32(0xe0000001); f.fix_checksum(); }, DropReason::kIpv4BadSrc},
       {"loopback source", kIpProtoTcp, [](Frame& f) { f.ip().src = hton32(0x7f000001); f.fix_checksum(); }, DropReason::kIpv4BadSrc},
-      {"fragment", kIpProtoUdp, [](Frame& f) { f.ip().frag_off = hton16(kIpv4FlagMf); f.fix_checksum(); }, DropReason::kIpv4Fragment},
-      {"later fragment", kIpProtoUdp, [](Frame& f) { f.ip().frag_off = hton16(10); f.fix_checksum(); }, DropReason::kIpv4Fragment},
+      {"icmp fragment", kIpProtoIcmp, [](Frame& f) { f.ip().frag_off = hton16(kIpv4FlagMf); f.fix_checksum(); }, DropReason::kIpv4Fragment},
+      {"gre later fragment", 47, [](Frame& f) { f.ip().frag_off = hton16(10); f.fix_checksum(); }, DropReason::kIpv4Fragment},
+      {"tcp fragment at offset 8", kIpProtoTcp, [](Frame& f) { f.ip().frag_off = hton16(1); f.fix_checksum(); }, DropReason::kFragmentOverlap},
+      {"first fragment udp length under header", kIpProtoUdp, [](Frame& f) { f.ip().frag_off = hton16(kIpv4FlagMf); f.fix_checksum(); reinterpret_cast<UdpHdr*>(f.l4())->length = hton16(7); }, DropReason::kUdpBadLength},
+      {"first fragment tcp header cut", kIpProtoTcp, [](Frame& f) { f.ip().frag_off = hton16(kIpv4FlagMf); f.ip().total_length = hton16(36); f.fix_checksum(); }, DropReason::kL4Truncated},
       {"tcp offset 4", kIpProtoTcp, [](Frame& f) { reinterpret_cast<TcpHdr*>(f.l4())->data_off = 4 << 4; }, DropReason::kTcpBadDataOffset},
       {"tcp offset past segment", kIpProtoTcp, [](Frame& f) { reinterpret_cast<TcpHdr*>(f.l4())->data_off = 6 << 4; }, DropReason::kTcpBadDataOffset},
       {"udp length past payload", kIpProtoUdp, [](Frame& f) { reinterpret_cast<UdpHdr*>(f.l4())->length = hton16(9); }, DropReason::kUdpBadLength},
@@ -158,6 +161,60 @@ TEST(Parse, MalformedHeadersDropWithTheirReason) {
     EXPECT_EQ(p.kind, PacketKind::kDrop) << c.name;
     EXPECT_EQ(drop_reason_label(p.drop), drop_reason_label(c.expect)) << c.name;
   }
+}
+
+// A first fragment has its ports (its UDP length covers the whole datagram); a later one has
+// none: only its addresses and protocol are known.
+TEST(Parse, FragmentsOfTcpAndUdpAreParsed) {
+  Frame first = Frame::ipv4(kIpProtoUdp, 8);
+  first.ip().frag_off = hton16(kIpv4FlagMf);
+  reinterpret_cast<UdpHdr*>(first.l4())->length = hton16(4008);
+  first.fix_checksum();
+  ParsedPacket p = first.parse();
+  ASSERT_EQ(p.kind, PacketKind::kIpv4);
+  EXPECT_EQ(p.frag, FragKind::kFirst);
+  EXPECT_EQ(p.key.dst_port, hton16(53));
+
+  Frame later = Frame::ipv4(kIpProtoUdp, 8);
+  later.ip().frag_off = hton16(185);  // offset 1480, last fragment
+  later.fix_checksum();
+  p = later.parse();
+  ASSERT_EQ(p.kind, PacketKind::kIpv4);
+  EXPECT_EQ(p.frag, FragKind::kLater);
+  EXPECT_EQ(p.l4, nullptr);
+  EXPECT_EQ(p.key.src_port, 0);
+  EXPECT_EQ(p.key.dst_port, 0);
+  EXPECT_EQ(p.key.src_ip, later.ip().src);
+
+  Frame whole = Frame::ipv4(kIpProtoTcp, 20);
+  whole.ip().frag_off = hton16(kIpv4FlagDf);
+  whole.fix_checksum();
+  EXPECT_EQ(whole.parse().frag, FragKind::kNone);
+}
+
+// An ICMP error quoting a TCP/UDP packet carries that packet's 5-tuple, reversed.
+TEST(Parse, IcmpErrorKeyIsTheQuoteReversed) {
+  Frame f = Frame::ipv4(kIpProtoIcmp, 8 + 20 + 8);
+  uint8_t* icmp = f.l4();
+  icmp[0] = 3;  // port unreachable
+  icmp[1] = 3;
+  auto* q = reinterpret_cast<Ipv4Hdr*>(icmp + 8);
+  q->version_ihl = 0x45;
+  q->protocol = kIpProtoUdp;
+  q->src = hton32(0x0a000002);
+  q->dst = hton32(0x0a04010c);
+  auto* u = reinterpret_cast<UdpHdr*>(icmp + 28);
+  u->src_port = hton16(40000);
+  u->dst_port = hton16(5353);
+  ParsedPacket p = f.parse();
+  ASSERT_EQ(p.kind, PacketKind::kIpv4);
+  ASSERT_TRUE(p.icmp_error);
+  EXPECT_EQ(p.key, (FlowKey{q->dst, q->src, u->dst_port, u->src_port, kIpProtoUdp}));
+  icmp[0] = 8;  // an echo request quotes nothing
+  EXPECT_FALSE(f.parse().icmp_error);
+  icmp[0] = 11;
+  q->protocol = kIpProtoIcmp;  // a quote of ICMP has no flow
+  EXPECT_FALSE(f.parse().icmp_error);
 }
 
 TEST(Parse, ChecksumNotVerifiedWhenTheNicDidIt) {

@@ -143,6 +143,8 @@ CONFIG_A = (
     f"  eal: {EAL}\n"
     "  workers: [1]\n"
     "  flowTable: {capacity: 4096}\n"
+    # TTL 0/1 stay plain drops here; malformed_test.py checks the ICMP errors l4lbd sends.
+    "  icmpErrorsPerSecond: 0\n"
     "  ports:\n"
     + port_yaml("wan", 0, f"{WAN_IP}/24", WAN_MAC)
     + port_yaml("lan", 1, f"{LAN_IP}/24", LAN_MAC)
@@ -584,9 +586,12 @@ def build_run_a():
     m.drop(wan, e4 + bad + tcp_seg, "ipv4_bad_checksum", "checksum off by one bit")
     for s in ("0.0.0.0", "0.1.2.3", "127.0.0.1", "224.0.0.9", "240.0.0.1", "255.255.255.255"):
         m.drop(wan, e4 + iphdr(src=s) + tcp_seg, "ipv4_bad_src", f"source {s}")
-    m.drop(wan, e4 + iphdr(frag=0x2000) + tcp_seg, "ipv4_fragment", "MF set")
-    m.drop(wan, e4 + iphdr(frag=0x0010) + tcp_seg, "ipv4_fragment", "offset 16")
-    m.drop(wan, e4 + iphdr(frag=0x4000 | 0x2000) + tcp_seg, "ipv4_fragment", "DF+MF")
+    # TCP/UDP fragments are forwarded (malformed_test.py and hostile_test.py check them);
+    # other protocols' fragments and a TCP fragment at offset 8 (RFC 1858) are dropped.
+    m.drop(wan, e4 + iphdr(frag=0x2000, proto=1, total=28) + b"\x08\x00\xf7\xff" + b"\x00" * 4,
+           "ipv4_fragment", "ICMP, MF set")
+    m.drop(wan, e4 + iphdr(frag=0x0010, proto=47) + tcp_seg, "ipv4_fragment", "GRE, offset 16")
+    m.drop(wan, e4 + iphdr(frag=0x0001) + tcp_seg, "fragment_overlap", "TCP, offset 8")
     m.drop(wan, e4 + iphdr(total=30) + tcp_seg[:10], "l4_truncated", "10 bytes of TCP")
     m.drop(wan, e4 + iphdr(total=26, proto=17, dst=DNS_VIP) + b"\x13\x88\x00\x35\x00\x08",
            "l4_truncated", "6 bytes of UDP")

@@ -23,18 +23,25 @@ l4lbd is a passthrough L4 load balancer and a strict IPv4 parser, not a firewall
 - IPv4 options are carried, not inspected: option bytes that are not a well-formed option
   list are forwarded as they are.
 - Ethernet padding, and bytes past the IPv4 total length, are kept on output.
-- TTL <= 1 to a VIP is dropped (`ttl_exceeded`) without ICMP time exceeded (documented in
-  the README; the ICMP is not implemented yet).
-- A packet over the egress MTU is dropped (`mtu_exceeded`) with or without DF: no ICMP
-  fragmentation needed is sent (known missing, so path MTU discovery through l4lb fails),
-  and l4lb never fragments.
+- TTL <= 1 is dropped (`ttl_exceeded`) and answered with ICMP time exceeded from the
+  ingress port's address (rate limited; the corpus stays within the burst).
+- A packet over the egress MTU with DF is dropped (`frag_needed`) and answered with ICMP
+  fragmentation needed carrying the egress MTU (RFC 1191); without DF it is dropped
+  (`mtu_exceeded`): l4lb never fragments.
 - A frame longer than one mbuf (2048 bytes of data, net_pcap delivers it as a chain) is
   read through its first segment only, so a 9000-byte jumbo frame is dropped as
   `ipv4_bad_total_length` (the IPv4 total length is past what the parser sees) before
   the MTU check. (With a port MTU above ~2000, which the config accepts up to 9216, this
   drops valid packets too; reported, not asserted here: the ports use MTU 1500.)
-- IPv4 fragments are dropped (`ipv4_fragment`; reassembly comes later); DF alone and the
-  reserved ("evil") bit are not fragment bits and pass.
+- TCP/UDP fragments are forwarded without reassembly: a first fragment like any packet,
+  the others (no ports) with the IP address its first fragment got (held until it comes if
+  they arrive first). ICMP and other protocols' fragments are dropped (`ipv4_fragment`), a
+  TCP fragment at offset 8 too (`fragment_overlap`, RFC 1858). DF alone and the reserved
+  ("evil") bit are not fragment bits and pass. A fragment whose first fragment was not
+  forwarded (here: ACL denied) stays held until it times out (after the run).
+- ICMP errors quoting a flow's packet are translated (outer address, quoted address and
+  port, checksums) and forwarded to that packet's sender; an error with a wrong ICMP
+  checksum is dropped (`icmp_bad_checksum`).
 
 Run as root:
 
@@ -165,6 +172,8 @@ class Fwd:
     vip: str = ""
     vip_port: int = 0
     flow: Optional[tuple] = None
+    icmp: tuple = ()        # "icmp_error": (type, code, mtu, from address)
+    quote: bytes = b""      # "icmp_fwd": the quote as it must leave
 
 
 @dataclass
@@ -173,6 +182,8 @@ class Corpus:
     drops: Counter = field(default_factory=Counter)
     kinds: dict = field(default_factory=dict)     # kind -> verdict (a drop label or "forward")
     expect: dict = field(default_factory=dict)    # IP id -> Fwd
+    held: int = 0             # fragments still held when l4lbd stops
+    icmp_errors: int = 0      # ICMP errors l4lbd itself sends
     next_id: int = 1000
 
     def ip_id(self):
@@ -190,11 +201,22 @@ class Corpus:
         if register:
             assert fwd.kind not in self.kinds, f"test bug: kind {fwd.kind} twice"
             self.kinds[fwd.kind] = "forward"
-        ip = fwd.frame[l2_len(fwd.frame):]
-        ip_id = struct.unpack("!H", ip[4:6])[0]
-        assert ip_id not in self.expect, f"test bug: IP id {ip_id} twice"
-        self.expect[ip_id] = fwd
+        key = output_key(fwd.frame[l2_len(fwd.frame):])
+        assert key not in self.expect, f"test bug: IP id and offset {key} twice"
+        self.expect[key] = fwd
         self.inputs[port].append(fwd.frame)
+
+    def forward_frag(self, fwd: Fwd, n):
+        """Fragment n of a datagram whose kind is registered already."""
+        self.forward(Fwd(f"{fwd.kind} #{n}", *list(vars(fwd).values())[1:]), register=False)
+
+
+def output_key(ip: bytes):
+    """What an input and its output share: (IP id, fragment offset); for an ICMP error
+    l4lbd built (id 0), the quoted header's."""
+    if ip[9] == 1 and ip[4:6] == b"\x00\x00" and len(ip) >= 56 and ip[20] in (3, 11):
+        ip = ip[28:]
+    return struct.unpack("!H", ip[4:6])[0], struct.unpack("!H", ip[6:8])[0] & 0x1FFF
 
 
 def build_corpus():
@@ -256,6 +278,76 @@ def build_corpus():
     base_icmp = bytes(Ether(dst=WAN_MAC, src=GW_MAC) / IP(src="203.0.113.9", dst=HTTP_VIP,
                       id=c.ip_id()) / ICMP(type=8) / b"ping")
     tcp_seg = base_tcp[34:]
+
+    def icmp_error(kind, frame, reason, port, icmp):
+        """A frame l4lbd drops under `reason` and answers with an ICMP error out of the same
+        port; the error is found by the IP id it quotes."""
+        c.drop(kind, reason, frame, port=port)
+        c.icmp_errors += 1
+        c.forward(Fwd(None, frame, port, "icmp_error", icmp=icmp), port=port, register=False)
+        c.inputs[port].pop()  # registered once above, as the drop
+
+    def ttl_error(kind, frame):
+        icmp_error(kind, frame, "ttl_exceeded", "wan", (11, 0, 0, WAN_IP))
+
+    def udp_datagram_in_fragments(kind, order):
+        """A 2,000-byte UDP datagram to the DNS VIP cut at 8-byte multiples, sent in `order`:
+        every fragment goes to the same backend, only the first has its port changed."""
+        c.kinds[kind] = "forward"
+        sport = next(sport_seq)
+        ip_id = c.ip_id()
+        payload = bytes(range(256)) * 8
+        d = bytes(IP(src="203.0.113.31", dst=DNS_VIP, id=ip_id) / UDP(sport=sport, dport=53) /
+                  payload[:1992])
+        ihl, data = 20, d[20:]
+        cuts = [(0, 600), (600, 1400), (1400, len(data))]
+        frames = []
+        for n, (a, b) in enumerate(cuts):
+            mf = 0x2000 if b < len(data) else 0
+            h = ip_header(total=20 + b - a, ip_id=ip_id, frag=mf | (a // 8), proto=17,
+                          src="203.0.113.31", dst=DNS_VIP)
+            frames.append(e4 + h + data[a:b])
+        flow = (17, "203.0.113.31", sport)
+        # The fragments share an IP id: each is expected under a test-only key.
+        for n in order:
+            nat = "dnat" if n == 0 else "dnat_ip"
+            c.forward_frag(Fwd(kind, frames[n], "lan", nat, DNS_BACKENDS, 5353, flow=flow), n)
+
+    def acl_denied_fragments(kind):
+        c.kinds[kind] = "acl_denied"
+        ip_id = c.ip_id()
+        seg = struct.pack("!HHIIBBHHH", 4444, 80, 1, 0, 0x50, 0x02, 1024, 0, 0) + b"y" * 20
+        first = e4 + ip_header(total=20 + 24, ip_id=ip_id, frag=0x2000, src="198.51.100.7") + seg[:24]
+        later = e4 + ip_header(total=20 + 16, ip_id=ip_id, frag=3, src="198.51.100.7") + seg[24:]
+        c.inputs["wan"].append(later)   # held, waiting for its first
+        c.held += 1
+        c.inputs["wan"].append(first)   # denied: the held one is never released
+        c.drops["acl_denied"] += 1
+
+    def orphan_fragments(kind):
+        c.kinds[kind] = "frag_hold_full"
+        ip_id = c.ip_id()
+        for n in range(9):
+            c.inputs["wan"].append(e4 + ip_header(total=28, ip_id=ip_id, frag=0x2000 | (10 + n),
+                                                  proto=17, src="203.0.113.32", dst=DNS_VIP) +
+                                   b"z" * 8)
+        c.held += 8
+        c.drops["frag_hold_full"] += 1
+
+    def icmp_about(kind, outer_src, outer_dst, quoted, port, src_mac, dst_mac, typ=3, code=4,
+                   mtu=1400, bad_csum=False):
+        body = struct.pack("!BBHHH", typ, code, 0, 0, mtu) + quoted
+        ck = csum(body) ^ (0x5555 if bad_csum else 0)
+        body = body[:2] + struct.pack("!H", ck) + body[4:]
+        return (struct.pack("!6s6sH", mac(dst_mac), mac(src_mac), 0x0800) +
+                ip_header(total=20 + len(body), ip_id=c.ip_id(), proto=1, src=outer_src,
+                          dst=outer_dst) + body)
+
+    def quote(src, sport, dst, dport, proto=6, ttl=60):
+        h = ip_header(total=20 + 20, ip_id=4321, ttl=ttl, proto=proto, src=src, dst=dst)
+        l4 = struct.pack("!HH", sport, dport) + (struct.pack("!HH", 12, 0) if proto == 17
+                                                 else struct.pack("!I", 7))
+        return h + l4
 
     kinds = []   # callables adding one kind each, interleaved with the valid flows below
     k = kinds.append
@@ -325,12 +417,23 @@ def build_corpus():
     for s in ("0.0.0.0", "127.0.0.1", "224.0.0.1", "239.255.255.250", "240.0.0.1",
               "255.255.255.255"):
         k(lambda s=s: c.drop(f"source {s}", "ipv4_bad_src", e4 + hdr(src=s) + tcp_seg))
-    k(lambda: c.drop("fragment: MF", "ipv4_fragment", e4 + hdr(frag=0x2000) + tcp_seg))
-    k(lambda: c.drop("fragment: offset 8", "ipv4_fragment", e4 + hdr(frag=0x0001) + tcp_seg))
-    k(lambda: c.drop("fragment: DF+MF", "ipv4_fragment", e4 + hdr(frag=0x6000) + tcp_seg))
-    k(lambda: c.drop("TTL 0", "ttl_exceeded", syn(ttl=0)))
-    k(lambda: c.drop("TTL 1", "ttl_exceeded", syn(ttl=1)))
-    k(lambda: c.drop("UDP TTL 1", "ttl_exceeded", dns(ttl=1)))
+    k(lambda: http_fwd("first fragment (MF) of a TCP segment", e4 + hdr(frag=0x2000) + tcp_seg))
+    k(lambda: http_fwd("first fragment with DF+MF", e4 + hdr(frag=0x6000) + tcp_seg))
+    k(lambda: c.drop("TCP fragment at offset 8 (RFC 1858)", "fragment_overlap",
+                     e4 + hdr(frag=0x0001) + tcp_seg))
+    k(lambda: c.drop("ICMP fragment", "ipv4_fragment",
+                     e4 + hdr(proto=1, frag=0x2000, total=28) + b"\x08\x00\xf7\xff\x00\x00\x00\x00"))
+    k(lambda: c.drop("GRE fragment", "ipv4_fragment",
+                     e4 + hdr(proto=47, frag=0x0010, total=40) + b"\x00" * 20))
+    k(lambda: udp_datagram_in_fragments("UDP datagram in 3 fragments, in order", (0, 1, 2)))
+    k(lambda: udp_datagram_in_fragments("UDP datagram in 3 fragments, last first", (2, 1, 0)))
+    k(lambda: udp_datagram_in_fragments("UDP datagram in 3 fragments, first in the middle",
+                                        (1, 0, 2)))
+    k(lambda: acl_denied_fragments("fragments whose first is ACL denied"))
+    k(lambda: orphan_fragments("9 fragments without their first: 8 held, the 9th dropped"))
+    k(lambda: ttl_error("TTL 0", syn(ttl=0)))
+    k(lambda: ttl_error("TTL 1", syn(ttl=1)))
+    k(lambda: ttl_error("UDP TTL 1", dns(ttl=1)))
     k(lambda: http_fwd("TTL 2 (leaves with 1)", syn(ttl=2)))
     k(lambda: http_fwd("TTL 255", syn(ttl=255)))
     k(lambda: c.drop("GRE", "unsupported_proto", e4 + hdr(proto=47) + b"\x00" * 20))
@@ -409,8 +512,9 @@ def build_corpus():
 
     # -- Size: the egress MTU is 1500 (lan).
     k(lambda: http_fwd("exactly the MTU (1500)", syn(flags="A", payload=b"x" * (MTU - 40))))
-    k(lambda: c.drop("over the MTU (1501), DF", "mtu_exceeded",
-                     syn(flags="A", payload=b"x" * (MTU - 39), ipkw={"flags": "DF"})))
+    k(lambda: icmp_error("over the MTU (1501), DF", syn(flags="A", payload=b"x" * (MTU - 39),
+                                                        ipkw={"flags": "DF"}),
+                         "frag_needed", "wan", (3, 4, MTU, WAN_IP)))
     k(lambda: c.drop("over the MTU (2000), no DF", "mtu_exceeded",
                      syn(flags="A", payload=b"x" * (2000 - 40))))
     k(lambda: c.drop("jumbo 9000, DF (past one mbuf)", "ipv4_bad_total_length",
@@ -427,8 +531,40 @@ def build_corpus():
                      port="lan"))
     k(lambda: c.drop("reply with a bad IPv4 checksum", "ipv4_bad_checksum",
                      (lambda r: r[:24] + bytes([r[24] ^ 0xFF]) + r[25:])(reply()), port="lan"))
-    k(lambda: c.drop("reply with TTL 1", "ttl_exceeded", reply(ttl=1), port="lan"))
-    k(lambda: c.drop("reply fragment", "ipv4_fragment", reply(flags="MF"), port="lan"))
+    k(lambda: icmp_error("reply with TTL 1", reply(ttl=1), "ttl_exceeded", "lan",
+                         (11, 0, 0, LAN_IP)))
+    k(lambda: c.forward(Fwd("reply first fragment", reply(flags="MF"), "wan", "snat",
+                            vip=HTTP_VIP, vip_port=80), port="lan"))
+
+    # -- ICMP errors about flows, both ways (no flow entry needed: Maglev and the unique
+    # endpoint decide, as for any packet)
+    def icmp_to_pod(kind):
+        q = quote(HTTP_VIP, 80, "203.0.113.120", 40123)          # a reply l4lbd sent
+        f = icmp_about(kind, "198.51.100.1", HTTP_VIP, q, "wan", GW_MAC, WAN_MAC)
+        c.forward(Fwd(kind, f, "lan", "icmp_fwd", HTTP_BACKENDS, 8080,
+                      quote=q, flow=(6, "203.0.113.120", 40123)))
+    k(lambda: icmp_to_pod("ICMP frag needed from beyond the client about a reply -> pod"))
+    def icmp_to_client(kind):
+        q = quote("203.0.113.121", 40124, DNS_BACKENDS[0], 5353, proto=17)
+        f = icmp_about(kind, DNS_BACKENDS[0], "203.0.113.121", q, "lan", NODE_MAC, LAN_MAC,
+                       typ=3, code=3, mtu=0)
+        want = quote("203.0.113.121", 40124, DNS_VIP, 53, proto=17)
+        c.forward(Fwd(kind, f, "wan", "icmp_fwd", vip=DNS_VIP, quote=want), port="lan")
+    k(lambda: icmp_to_client("ICMP port unreachable from a pod -> client, quoting the VIP"))
+    k(lambda: c.drop("ICMP error with a wrong checksum", "icmp_bad_checksum",
+                     icmp_about("x", "198.51.100.1", HTTP_VIP, quote(HTTP_VIP, 80, "203.0.113.5", 1),
+                                "wan", GW_MAC, WAN_MAC, bad_csum=True)))
+    k(lambda: c.drop("ICMP error quoting a port no Service exposes", "icmp_unsupported",
+                     icmp_about("x", "198.51.100.1", HTTP_VIP, quote(HTTP_VIP, 81, "203.0.113.5", 1),
+                                "wan", GW_MAC, WAN_MAC)))
+    k(lambda: c.drop("ICMP error quoting a flow of nobody", "no_flow",
+                     icmp_about("x", "10.4.1.99", "203.0.113.5",
+                                quote("203.0.113.5", 1, "10.4.1.99", 99, proto=17),
+                                "lan", NODE_MAC, LAN_MAC, typ=11, code=0, mtu=0), port="lan"))
+    k(lambda: c.drop("ICMP error quoting an ICMP packet", "icmp_unsupported",
+                     icmp_about("x", "198.51.100.1", HTTP_VIP,
+                                ip_header(total=28, proto=1, src=HTTP_VIP, dst="203.0.113.5") +
+                                b"\x00" * 8, "wan", GW_MAC, WAN_MAC)))
     k(lambda: c.drop("reply from a non-backend", "no_flow",
                      bytes(Ether(dst=LAN_MAC, src=NODE_MAC) / IP(src="10.4.1.99",
                            dst="203.0.113.100") / TCP(sport=8080, dport=30000, flags="A")),
@@ -462,12 +598,12 @@ def read_pcap(path):
     return [bytes(data) for data, _meta in RawPcapReader(str(path))]
 
 
-def run_l4lbd(d: Path, inputs: dict):
+def run_l4lbd(d: Path, inputs: dict, config_text: str = CONFIG):
     assert L4LBD.exists(), f"l4lbd binary missing: {L4LBD} (meson compile -C build src/l4lbd)"
     for port, frames in inputs.items():
         write_pcap(d / f"{port}_in.pcap", frames)
     config = d / "l4lb.yaml"
-    config.write_text(CONFIG.replace("@DIR@", str(d))
+    config.write_text(config_text.replace("@DIR@", str(d))
                       .replace("@PREFIX@", f"l4lb-malformed-{os.getpid()}"))
     stats_path, log_path = d / "stats.json", d / "l4lbd.log"
     with open(log_path, "w") as log:
@@ -525,8 +661,27 @@ def check_one(exp: Fwd, port: str, out: bytes):
                 Ether(out)[IP].src != e[IP].dst or Ether(out)[IP].dst != e[IP].src:
             p.append(f"not an echo reply: {Ether(out).summary()}")
         return p, None
+    if exp.nat == "icmp_error":
+        return check_icmp_error(exp, out), None
     out_mac = LAN_MAC if exp.out_port == "lan" else WAN_MAC
     nh_mac = NODE_MAC if exp.out_port == "lan" else GW_MAC
+    if exp.nat == "icmp_fwd":
+        if out[:12] != mac(nh_mac) + mac(out_mac):
+            p.append(f"MACs {out[:12].hex()}, expected {nh_mac} <- {out_mac}")
+        return p + check_icmp_fwd(exp, ip_in, ip_out), None
+    if exp.nat == "dnat_ip":
+        backend = socket.inet_ntoa(ip_out[16:20])
+        if out[:12] != mac(nh_mac) + mac(out_mac):
+            p.append(f"MACs {out[:12].hex()}, expected {nh_mac} <- {out_mac}")
+        if backend not in exp.backends:
+            p.append(f"fragment to {backend}, not a backend of the Service {exp.backends}")
+        if ip_out[:8] != ip_in[:8] or ip_out[9] != ip_in[9] or ip_out[12:16] != ip_in[12:16]:
+            p.append("fragment's IPv4 header changed beyond TTL, checksum and destination")
+        if ip_out[8] != ip_in[8] - 1:
+            p.append(f"TTL {ip_in[8]} -> {ip_out[8]}")
+        if ip_out[ihl:] != ip_in[ihl:]:
+            p.append("fragment payload changed (only a first fragment has ports)")
+        return p, backend
     if out[:12] != mac(nh_mac) + mac(out_mac):
         p.append(f"MACs {out[:12].hex()}, expected {nh_mac} <- {out_mac}")
     if ip_out[:8] != ip_in[:8] or ip_out[9] != ip_in[9] or ip_out[20:ihl] != ip_in[20:ihl]:
@@ -558,6 +713,59 @@ def check_one(exp: Fwd, port: str, out: bytes):
     return p, backend
 
 
+def check_icmp_error(exp: Fwd, out: bytes):
+    """An ICMP error l4lbd sent about exp.frame, back out of the port it came in on."""
+    p = []
+    typ, code, mtu, src = exp.icmp
+    inp = exp.frame
+    ip_in = inp[l2_len(inp):]
+    ihl = (ip_in[0] & 0xF) * 4
+    port_mac = WAN_MAC if exp.out_port == "wan" else LAN_MAC
+    if out[:12] != inp[6:12] + mac(port_mac):
+        p.append(f"MACs {out[:12].hex()}: not back to the sender")
+    ip = out[14:]
+    if len(ip) != 20 + 8 + ihl + 8 or struct.unpack("!H", ip[2:4])[0] != len(ip):
+        p.append(f"ICMP error of {len(ip)} bytes (IP total {ip[2:4].hex()})")
+    if csum(ip[:20]) != 0 or csum(ip[20:]) != 0:
+        p.append("IPv4 or ICMP checksum wrong")
+    if socket.inet_ntoa(ip[12:16]) != src or ip[16:20] != ip_in[12:16] or ip[9] != 1:
+        p.append(f"ICMP error {socket.inet_ntoa(ip[12:16])} -> {socket.inet_ntoa(ip[16:20])}")
+    if (ip[20], ip[21], struct.unpack("!H", ip[26:28])[0]) != (typ, code, mtu):
+        p.append(f"type/code/mtu {ip[20]}/{ip[21]}/{ip[26:28].hex()}, expected {exp.icmp}")
+    if ip[28:] != ip_in[:ihl + 8]:
+        p.append("quote is not the offending header and 8 bytes")
+    return p
+
+
+def check_icmp_fwd(exp: Fwd, ip_in: bytes, ip_out: bytes):
+    """A translated ICMP error: to a pod (quote source = that pod:targetPort), or to the
+    client (outer source = VIP, quote = exp.quote)."""
+    p = []
+    if csum(ip_out[:20]) != 0 or csum(ip_out[20:]) != 0:
+        p.append("IPv4 or ICMP checksum wrong")
+    q_in, q_out = ip_in[28:], ip_out[28:]
+    if csum(q_out[:20]) != 0:
+        p.append("quoted IPv4 header checksum wrong")
+    if ip_out[8] != ip_in[8] - 1:
+        p.append(f"TTL {ip_in[8]} -> {ip_out[8]}")
+    if exp.out_port == "lan":
+        pod = socket.inet_ntoa(ip_out[16:20])
+        if pod not in exp.backends or q_out[12:16] != ip_out[16:20]:
+            p.append(f"to {pod}, quote from {socket.inet_ntoa(q_out[12:16])}")
+        if struct.unpack("!H", q_out[20:22])[0] != exp.target_port:
+            p.append(f"quoted source port {q_out[20:22].hex()}")
+        if q_out[:10] != q_in[:10] or q_out[16:20] != q_in[16:20] or q_out[22:] != q_in[22:]:
+            p.append("quote changed beyond source address, port and checksums")
+    else:
+        if socket.inet_ntoa(ip_out[12:16]) != exp.vip or ip_out[16:20] != ip_in[16:20]:
+            p.append(f"outer {socket.inet_ntoa(ip_out[12:16])} -> {socket.inet_ntoa(ip_out[16:20])}")
+        if q_out != exp.quote:
+            p.append(f"quote {q_out.hex()}, expected {exp.quote.hex()}")
+    if ip_out[20:28] != ip_in[20:22] + ip_out[22:24] + ip_in[24:28]:
+        p.append("ICMP header changed beyond its checksum")
+    return p
+
+
 def check_outputs(c: Corpus, outputs):
     problems, seen = [], {}
     by_flow = defaultdict(set)
@@ -567,7 +775,7 @@ def check_outputs(c: Corpus, outputs):
             if len(out) < 34 or out[12:14] != b"\x08\x00":
                 problems.append(f"unexpected output {where}: {out.hex()}")
                 continue
-            ip_id = struct.unpack("!H", out[18:20])[0]
+            ip_id = output_key(out[14:])
             exp = c.expect.get(ip_id)
             if exp is None:
                 problems.append(f"unexpected output (malformed frame got through?) {where}")
@@ -577,6 +785,8 @@ def check_outputs(c: Corpus, outputs):
                 continue
             seen[ip_id] = True
             p, backend = check_one(exp, port, out)
+            if exp.nat == "icmp_fwd" and exp.out_port == "lan":
+                backend = socket.inet_ntoa(out[30:34])
             problems += [f"{exp.kind or 'valid flow'} ({where}): {x}" for x in p]
             if exp.flow is not None and backend is not None:
                 by_flow[exp.flow].add(backend)
@@ -608,7 +818,46 @@ def test_malformed_corpus(tmp_path):
         assert s["tx_packets"] == len(outputs[port]), (port, s)
     received = sum(len(f) for f in c.inputs.values())
     sent = sum(len(f) for f in outputs.values())
-    assert stats["drops_total"] + sent == received, (stats["drops_total"], sent, received)
     counters = stats["counters"]
+    # Every frame was dropped (counted) or forwarded once, or is a held fragment; the
+    # drops that l4lbd answered with an ICMP error appear on both sides.
+    assert counters["icmp_errors_sent"] == c.icmp_errors, counters
+    assert counters["icmp_errors_rate_limited"] == 0, counters
+    assert stats["drops_total"] + sent + c.held == received + c.icmp_errors, \
+        (stats["drops_total"], sent, c.held, received, c.icmp_errors)
+    assert counters["icmp_errors_translated"] == 2, counters
+    assert counters["frag_held"] == 3 + c.held, counters    # 2 + 1 out of order, 9 waiting
+    assert counters["frag_forwarded"] == 6, counters         # 2 later fragments x 3 datagrams
+    assert counters["frag_first"] == 3 + 3, counters         # 3 datagrams, 2 TCP MF, 1 reply
     assert counters["flow_insert_failed"] == 0, counters
     assert counters["icmp_echo_replies"] == 1, counters
+
+
+def test_vip_pings_can_be_turned_off(tmp_path):
+    """dataplane.answerVipPings: false: echo to a VIP is dropped and counted; the port's
+    own address still answers."""
+    ping = lambda dst, i: bytes(Ether(dst=WAN_MAC, src=GW_MAC) /
+                                IP(src="203.0.113.9", dst=dst, id=i) / ICMP(type=8) / b"ping")
+    config = CONFIG.replace("  workers: [1]\n", "  workers: [1]\n  answerVipPings: false\n")
+    assert "answerVipPings: false" in config
+    inputs = {"wan": [ping(HTTP_VIP, 1), ping(DNS_VIP, 2), ping(WAN_IP, 3)], "lan": []}
+    outputs, stats = run_l4lbd(tmp_path, inputs, config)
+    assert stats["drops"]["vip_ping_disabled"] == 2, stats["drops"]
+    assert stats["drops_total"] == 2, stats["drops"]
+    assert stats["counters"]["icmp_echo_replies"] == 1, stats["counters"]
+    assert len(outputs["wan"]) == 1 and Ether(outputs["wan"][0])[IP].src == WAN_IP
+
+
+def test_icmp_errors_are_rate_limited(tmp_path):
+    """dataplane.icmpErrorsPerSecond: 1 (burst 10): of 15 TTL-1 packets arriving at once,
+    10 get time exceeded, 5 are counted as rate limited; all 15 are ttl_exceeded drops."""
+    config = CONFIG.replace("  workers: [1]\n", "  workers: [1]\n  icmpErrorsPerSecond: 1\n")
+    frames = [bytes(Ether(dst=WAN_MAC, src=GW_MAC) / IP(src="203.0.113.9", dst=DNS_VIP,
+                                                        ttl=1, id=i) / UDP(dport=53))
+              for i in range(15)]
+    outputs, stats = run_l4lbd(tmp_path, {"wan": frames, "lan": []}, config)
+    assert stats["drops"]["ttl_exceeded"] == 15, stats["drops"]
+    c = stats["counters"]
+    assert (c["icmp_errors_sent"], c["icmp_errors_rate_limited"]) == (10, 5), c
+    assert len(outputs["wan"]) == 10
+    assert all(Ether(f)[ICMP].type == 11 for f in outputs["wan"])

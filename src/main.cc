@@ -106,6 +106,8 @@ int run(const std::string& config_path, const std::string& eal_args,
     // The configured capacity is the whole appliance's; each worker owns a share.
     s.flow_capacity = std::max<uint32_t>(dp.flow_table.capacity / n, 1024);
     s.timeouts = timeouts;
+    s.answer_vip_pings = dp.answer_vip_pings;
+    s.icmp_errors_per_s = dp.icmp_errors_per_s;
     const int socket = static_cast<int>(rte_lcore_to_socket_id(s.lcore));
     for (const auto& p : ports) {
       if (p.socket != socket) {

@@ -28,6 +28,14 @@ constexpr size_t kMaxPorts = 8;
   X(arp_requests_sent, "ARP requests sent to resolve a next hop")                      \
   X(arp_learned, "neighbour entries learned or refreshed from ARP")                    \
   X(icmp_echo_replies, "ICMP echo replies sent for a port address or VIP")             \
+  X(icmp_errors_sent, "ICMP time exceeded / fragmentation needed sent by l4lb")         \
+  X(icmp_errors_rate_limited, "ICMP errors not sent: over dataplane.icmpErrorsPerSecond") \
+  X(icmp_errors_translated, "ICMP errors about a flow translated and forwarded")       \
+  X(flows_evicted, "un-established flow entries evicted to make room (SYN flood)")     \
+  X(frag_first, "first fragments forwarded, their decision kept for the rest")        \
+  X(frag_untracked, "first fragments forwarded with no fragment-table room for the rest") \
+  X(frag_forwarded, "non-first fragments forwarded after their first fragment")        \
+  X(frag_held, "non-first fragments held until their first fragment arrived")          \
   X(neighbor_held, "packets held while their next hop was resolved")                   \
   X(neighbor_released, "held packets sent once their next hop answered")              \
   X(rejected, "new flows answered with TCP RST or ICMP port unreachable (no backend)")   \

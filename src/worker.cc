@@ -20,6 +20,13 @@ namespace {
 
 constexpr uint32_t kExpireBudgetBusy = 32;
 constexpr uint32_t kExpireBudgetIdle = 512;
+// Fragment table per worker: datagrams in flight at once, fragments held before their first,
+// seconds a datagram waits for its next fragment (RFC 791's reassembly timer is 15 s; a
+// datagram's fragments arrive within milliseconds unless lost).
+constexpr uint32_t kFragDatagrams = 1024;
+constexpr uint32_t kFragHeld = 256;
+constexpr uint32_t kFragTimeoutS = 5;
+constexpr uint32_t kIcmpErrorBurst = 10;
 
 }  // namespace
 
@@ -31,6 +38,8 @@ Worker::Worker(const WorkerSettings& settings, const std::vector<PortInfo>& port
       publisher_(publisher),
       stop_(stop),
       flows_(settings.flow_capacity, settings.timeouts),
+      frags_(kFragDatagrams, kFragHeld, kFragTimeoutS),
+      icmp_errors_(settings.icmp_errors_per_s, kIcmpErrorBurst, rte_get_tsc_hz()),
       neighbors_(rte_get_tsc_hz()),
       tsc_hz_(rte_get_tsc_hz()),
       start_tsc_(rte_rdtsc()) {
@@ -114,6 +123,10 @@ int Worker::run() noexcept {
     }
     counters_.flows_expired +=
         flows_.expire(now_s_, received != 0 ? kExpireBudgetBusy : kExpireBudgetIdle);
+    counters_.flows_evicted = flows_.evictions();
+    frags_.expire(now_s_, 8, [this](void* m) {
+      drop(static_cast<rte_mbuf*>(m), DropReason::kFragTimeout);
+    });
     // Cycles per packet for benchmarks: the whole iteration, expiry and TX included.
     const uint64_t spent = rte_rdtsc() - now_tsc_;
     if (received != 0) {
@@ -182,9 +195,12 @@ void Worker::process_burst(uint16_t in_port, rte_mbuf** pkts, uint16_t n,
     parsed[i] = parse_frame(rte_pktmbuf_mtod(m, uint8_t*), rte_pktmbuf_data_len(m), opts);
     owners[i] = me;
     hashes[i] = 0;
-    if (parsed[i].kind != PacketKind::kIpv4 || parsed[i].proto == kIpProtoIcmp) continue;
-    if (shared && !from_ring) owners[i] = owner_of(parsed[i], snap);
-    if (owners[i] != me) continue;
+    const ParsedPacket& pi = parsed[i];
+    if (pi.kind != PacketKind::kIpv4 || (pi.proto == kIpProtoIcmp && !pi.icmp_error)) continue;
+    if (shared && !from_ring) {
+      owners[i] = pi.frag == FragKind::kNone ? owner_of(pi, snap) : frag_owner(pi);
+    }
+    if (owners[i] != me || pi.frag == FragKind::kLater) continue;
     hashes[i] = hash_flow(parsed[i].key);
     flows_.prefetch(hashes[i]);
   }
@@ -227,7 +243,9 @@ uint16_t Worker::owner_of(const ParsedPacket& p, const Snapshot& snap) const noe
   const bool request = snap.services.is_vip(p.key.dst_ip);
   const uint32_t client_ip = request ? p.key.src_ip : p.key.dst_ip;
   const uint16_t client_port = request ? p.key.src_port : p.key.dst_port;
-  const uint64_t h = mix64((uint64_t{client_ip} << 32) | (uint64_t{client_port} << 8) | p.proto);
+  // key.proto, not proto: an ICMP error goes where the flow it quotes lives.
+  const uint64_t h =
+      mix64((uint64_t{client_ip} << 32) | (uint64_t{client_port} << 8) | p.key.proto);
   // Multiply-shift maps the hash onto [0, workers) without a division.
   return static_cast<uint16_t>(((h & 0xffffffff) * settings_.workers) >> 32);
 }
@@ -326,7 +344,17 @@ void Worker::handle_ipv4(uint16_t in_port, rte_mbuf* m, const ParsedPacket& p, u
   if (p.proto == kIpProtoIcmp) {
     auto* icmp = static_cast<IcmpHdr*>(p.l4);
     const bool owned = owns_address(dst) || snap.services.is_vip(dst);
-    if (owned && icmp->type == kIcmpEchoRequest && icmp->code == 0) {
+    if (p.icmp_error) {
+      if constexpr (kTrace) {
+        finish_drop<kTrace>(m, DropReason::kIcmpUnsupported);  // the tracer sends none
+      } else {
+        handle_icmp_error(m, p, hash, snap);
+      }
+    } else if (owned && icmp->type == kIcmpEchoRequest && icmp->code == 0) {
+      if (!settings_.answer_vip_pings && !owns_address(dst)) {
+        finish_drop<kTrace>(m, DropReason::kVipPingDisabled);
+        return;
+      }
       finish_echo<kTrace>(in_port, m, p);
     } else {
       finish_drop<kTrace>(m, owned ? DropReason::kIcmpUnsupported : DropReason::kNoFlow);
@@ -347,7 +375,21 @@ void Worker::handle_ipv4(uint16_t in_port, rte_mbuf* m, const ParsedPacket& p, u
     return;
   }
   if (p.ip->ttl <= 1) {
-    finish_drop<kTrace>(m, DropReason::kTtlExceeded);
+    if constexpr (kTrace) {
+      finish_drop<kTrace>(m, DropReason::kTtlExceeded);
+    } else {
+      // RFC 1812 5.3.1: the router answers with time exceeded (rate limited).
+      counters_.drops[static_cast<size_t>(DropReason::kTtlExceeded)]++;
+      send_icmp_error(in_port, m, p, kIcmpTimeExceeded, kIcmpCodeTtlExceeded, 0);
+    }
+    return;
+  }
+  if (p.frag == FragKind::kLater) {
+    if constexpr (kTrace) {
+      finish_drop<kTrace>(m, DropReason::kIpv4Fragment);  // the tracer sends none
+    } else {
+      handle_later_fragment(m, p, snap);
+    }
     return;
   }
   if (const ServicePort* sp = snap.services.find(dst, p.proto, p.key.dst_port)) {
@@ -358,6 +400,9 @@ void Worker::handle_ipv4(uint16_t in_port, rte_mbuf* m, const ParsedPacket& p, u
     finish_drop<kTrace>(m, DropReason::kNoServicePort);
   } else {
     handle_reply<kTrace>(m, p, hash, snap);
+  }
+  if constexpr (!kTrace) {
+    if (frag_released_count_ != 0) send_released_fragments(snap);
   }
 }
 
@@ -580,13 +625,27 @@ void Worker::nat_and_send(rte_mbuf* m, const ParsedPacket& p, NatSide side, uint
   if constexpr (kTrace) trace_->add(TraceStep::kRoute, nh->port, nh->gateway_be, dst);
   const PortInfo& out = ports_[nh->port];
   if (ntoh16(ip.total_length) > out.mtu) {
-    finish_drop<kTrace>(m, DropReason::kMtuExceeded);
+    // l4lb does not fragment. With DF the sender learns the MTU (RFC 1191); never about an
+    // ICMP error (RFC 1122 3.2.2).
+    if ((ip.frag_off & hton16(kIpv4FlagDf)) == 0 || p.proto == kIpProtoIcmp) {
+      finish_drop<kTrace>(m, DropReason::kMtuExceeded);
+    } else if constexpr (kTrace) {
+      finish_drop<kTrace>(m, DropReason::kFragNeeded);
+    } else {
+      counters_.drops[static_cast<size_t>(DropReason::kFragNeeded)]++;
+      send_icmp_error(port_index_[m->port], m, p, kIcmpDestUnreachable, kIcmpCodeFragNeeded,
+                      out.mtu);
+    }
     return;
+  }
+  if constexpr (!kTrace) {
+    if (p.frag == FragKind::kFirst) first_fragment_sent(p, side, ip_be);
   }
   if constexpr (kTrace) {
     trace_->add(TraceStep::kNat, ip_be, port_be, side == NatSide::kDestination);
   }
-  if (out.tx_csum_offload) {
+  // Not for fragments: the NIC would sum this fragment alone, not the datagram; nor ICMP.
+  if (out.tx_csum_offload && p.frag == FragKind::kNone && p.proto != kIpProtoIcmp) {
     // The NIC computes both checksums: write the fields and leave it the pseudo-header
     // sum it expects in the L4 checksum field.
     // Offsets into the L4 header: ports sit alike in TCP and UDP; the checksum does not.
@@ -610,10 +669,12 @@ void Worker::nat_and_send(rte_mbuf* m, const ParsedPacket& p, NatSide side, uint
     m->ol_flags |= RTE_MBUF_F_TX_IPV4 | RTE_MBUF_F_TX_IP_CKSUM |
                    (p.proto == kIpProtoTcp ? RTE_MBUF_F_TX_TCP_CKSUM : RTE_MBUF_F_TX_UDP_CKSUM);
   } else {
+    // A non-first fragment has no L4 header: only its IP header changes.
+    const uint8_t l4_proto = p.frag == FragKind::kLater ? 0 : p.proto;
     if (side == NatSide::kDestination) {
-      rewrite_dst(ip, p.l4, p.proto, ip_be, port_be);
+      rewrite_dst(ip, p.l4, l4_proto, ip_be, port_be);
     } else {
-      rewrite_src(ip, p.l4, p.proto, ip_be, port_be);
+      rewrite_src(ip, p.l4, l4_proto, ip_be, port_be);
     }
     decrement_ttl(ip);
   }
@@ -889,4 +950,10 @@ void Worker::drop(rte_mbuf* m, DropReason reason) noexcept {
   rte_pktmbuf_free(m);
 }
 
+}  // namespace l4lb
+
+namespace l4lb {
+// Used by worker_guard.cc (ICMP errors and fragments take the same way out).
+template void Worker::nat_and_send<false>(rte_mbuf*, const ParsedPacket&, NatSide, uint32_t,
+                                          uint16_t, const Snapshot&) noexcept;
 }  // namespace l4lb

@@ -11,7 +11,9 @@
 #include <vector>
 
 #include "lb/flow_table.h"
+#include "lb/frag_table.h"
 #include "lb/parse.h"
+#include "lb/token_bucket.h"
 #include "src/neighbor.h"
 #include "src/port.h"
 #include "src/snapshot.h"
@@ -27,6 +29,8 @@ struct WorkerSettings {
   unsigned rcu_id = 0;
   uint32_t flow_capacity = 1 << 20;
   FlowTimeouts timeouts;
+  bool answer_vip_pings = true;
+  uint32_t icmp_errors_per_s = 100;
 };
 
 class Worker {
@@ -65,6 +69,7 @@ class Worker {
     uint16_t port;
   };
 
+  enum class NatSide : uint8_t { kDestination, kSource };
   void apply_snapshot(const Snapshot& snap) noexcept;
   static constexpr uint16_t kFromRing = 0xffff;  // in_port of packets another worker handed over
   void process_burst(uint16_t in_port, rte_mbuf** pkts, uint16_t n, const Snapshot& snap) noexcept;
@@ -90,7 +95,20 @@ class Worker {
   void handle_reply(rte_mbuf* m, const ParsedPacket& p, uint64_t hash,
                     const Snapshot& snap) noexcept;
   void answer_echo(uint16_t in_port, rte_mbuf* m, const ParsedPacket& p) noexcept;
-  enum class NatSide : uint8_t { kDestination, kSource };
+  // Hostile and unusual input (src/worker_guard.cc): ICMP errors l4lb sends and forwards,
+  // IPv4 fragments.
+  // Turns m into an ICMP error to its source, sent back out in_port, if the rate allows.
+  void send_icmp_error(uint16_t in_port, rte_mbuf* m, const ParsedPacket& p, uint8_t type,
+                       uint8_t code, uint16_t mtu) noexcept;
+  // An ICMP error quoting a packet of a flow: translated and sent to the flow's endpoint.
+  void handle_icmp_error(rte_mbuf* m, const ParsedPacket& p, uint64_t hash,
+                         const Snapshot& snap) noexcept;
+  // Fragments are steered by datagram, not by flow: (src, dst, id, proto).
+  uint16_t frag_owner(const ParsedPacket& p) const noexcept;
+  void handle_later_fragment(rte_mbuf* m, const ParsedPacket& p, const Snapshot& snap) noexcept;
+  // A first fragment is being forwarded: keep its decision, send what waited for it.
+  void first_fragment_sent(const ParsedPacket& p, NatSide side, uint32_t ip_be) noexcept;
+  void send_released_fragments(const Snapshot& snap) noexcept;
   // Rewrites one side's address and port (DNAT or reverse NAT), decrements TTL, fixes
   // checksums (incrementally, or by TX offload where the egress port has it), routes, sends.
   template <bool kTrace>
@@ -127,6 +145,11 @@ class Worker {
   const SnapshotPublisher& publisher_;
   const std::atomic<bool>& stop_;
   FlowTable flows_;
+  FragTable frags_;
+  TokenBucket icmp_errors_;
+  rte_mbuf* frag_released_[FragTable::kHoldPerEntry];
+  uint32_t frag_released_count_ = 0;
+  FragDecision frag_released_decision_;
   NeighborTable neighbors_;
   std::vector<rte_eth_dev_tx_buffer*> tx_buffers_;
   std::vector<rte_ring*> handoff_out_;  // [to]; null for this worker

@@ -249,6 +249,7 @@ class Loader {
   std::optional<std::string> string(const Ref& ref);
   std::optional<std::string> nonempty_string(const Ref& ref);
   std::optional<int64_t> integer(const Ref& ref, int64_t lo, int64_t hi);
+  std::optional<bool> boolean(const Ref& ref);
   std::optional<uint32_t> ipv4(const Ref& ref);
   std::optional<uint32_t> unicast(const Ref& ref);
   std::optional<Ipv4Prefix> network(const Ref& ref);
@@ -359,6 +360,18 @@ std::optional<std::string> Loader::nonempty_string(const Ref& ref) {
     return std::nullopt;
   }
   return s;
+}
+
+// YAML 1.2 core schema booleans only: `yes`/`on` (YAML 1.1) are errors, not surprises.
+std::optional<bool> Loader::boolean(const Ref& ref) {
+  if (ref.node.IsScalar() && !is_quoted(ref.node)) {
+    const std::string& text = ref.node.Scalar();
+    if (text == "true") return true;
+    if (text == "false") return false;
+  }
+  error(ref.line, ref.path, "expected true or false, got " +
+                                (ref.node.IsScalar() ? quote(ref.node.Scalar()) : describe(ref.node)));
+  return std::nullopt;
 }
 
 std::optional<int64_t> Loader::integer(const Ref& ref, int64_t lo, int64_t hi) {
@@ -533,7 +546,8 @@ void Loader::load_root(const Ref& root, Config& config) {
 
 void Loader::load_dataplane(const Ref& ref, DataplaneConfig& dp) {
   auto m =
-      map(ref, {"eal", "workers", "flowTable", "maglevTableSize", "ports", "routes", "neighbors"});
+      map(ref, {"eal", "workers", "flowTable", "maglevTableSize", "ports", "routes", "neighbors",
+                "answerVipPings", "icmpErrorsPerSecond"});
   if (!m) {
     ports_ok_ = routes_ok_ = maglev_ok_ = false;
     return;
@@ -548,6 +562,12 @@ void Loader::load_dataplane(const Ref& ref, DataplaneConfig& dp) {
   if (auto workers = m->find("workers")) load_workers(*workers, dp.workers);
   if (auto ft = m->find("flowTable")) load_flow_table(*ft, dp.flow_table);
   if (auto size = m->find("maglevTableSize")) load_maglev_size(*size, dp.maglev_table_size);
+  if (auto pings = m->find("answerVipPings")) {
+    if (auto v = boolean(*pings)) dp.answer_vip_pings = *v;
+  }
+  if (auto rate = m->find("icmpErrorsPerSecond")) {
+    if (auto v = integer(*rate, 0, 1000000)) dp.icmp_errors_per_s = static_cast<uint32_t>(*v);
+  }
   if (auto ports = require(*m, "ports")) {
     load_ports(*ports, dp.ports);
   } else {

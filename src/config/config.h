@@ -57,6 +57,8 @@ struct DataplaneConfig {
   std::vector<unsigned> workers{1};  // lcore ids
   FlowTableConfig flow_table;
   uint32_t maglev_table_size = 65537;  // YAML key: dataplane.maglevTableSize
+  bool answer_vip_pings = true;        // dataplane.answerVipPings
+  uint32_t icmp_errors_per_s = 100;    // dataplane.icmpErrorsPerSecond, per worker; 0 = none
   std::vector<PortConfig> ports;
   std::vector<RouteConfig> routes;
   std::vector<NeighborConfig> neighbors;

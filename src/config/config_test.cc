@@ -168,6 +168,22 @@ TEST(ConfigLoad, EmptyOptionalSectionsMeanDefaults) {
   EXPECT_EQ(r.config->control.api.port, 9180);
 }
 
+TEST(ConfigLoad, HostileInputKeys) {
+  LoadResult d = load_config_string(kMinimal, "t.yaml");
+  ASSERT_TRUE(d.ok()) << joined(error_lines(d));
+  EXPECT_TRUE(d.config->dataplane.answer_vip_pings);
+  EXPECT_EQ(d.config->dataplane.icmp_errors_per_s, 100u);
+  LoadResult r = load_config_string(std::string(kMinimal) +
+                                        "  answerVipPings: false\n  icmpErrorsPerSecond: 0\n",
+                                    "t.yaml");
+  ASSERT_TRUE(r.ok()) << joined(error_lines(r));
+  EXPECT_FALSE(r.config->dataplane.answer_vip_pings);
+  EXPECT_EQ(r.config->dataplane.icmp_errors_per_s, 0u);
+  EXPECT_EQ(errors_of(std::string(kMinimal) + "  answerVipPings: \"true\"\n"),
+            (std::vector<std::string>{
+                "t.yaml:4: dataplane.answerVipPings: expected true or false, got \"true\""}));
+}
+
 TEST(ConfigLoad, ParsesTheDesignExample) {
   LoadResult r = load_config_file(std::string(L4LB_CONF_DIR) + "/examples/two-arm.yaml");
   ASSERT_TRUE(r.ok()) << joined(error_lines(r));
