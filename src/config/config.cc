@@ -254,7 +254,6 @@ class Loader {
   std::optional<uint32_t> unicast(const Ref& ref);
   std::optional<Ipv4Prefix> network(const Ref& ref);
   std::optional<MacAddr> mac(const Ref& ref);
-  std::optional<bool> boolean(const Ref& ref);
 
   void load_root(const Ref& root, Config& config);
   void load_dataplane(const Ref& ref, DataplaneConfig& dp);
@@ -431,18 +430,6 @@ std::optional<Ipv4Prefix> Loader::network(const Ref& ref) {
     return std::nullopt;
   }
   return p;
-}
-
-std::optional<bool> Loader::boolean(const Ref& ref) {
-  if (!ref.node.IsScalar()) {
-    error(ref.line, ref.path, "expected true or false, got " + describe(ref.node));
-    return std::nullopt;
-  }
-  const std::string& text = ref.node.Scalar();
-  if (!is_quoted(ref.node) && text == "true") return true;
-  if (!is_quoted(ref.node) && text == "false") return false;
-  error(ref.line, ref.path, quote(text) + " is not true or false");
-  return std::nullopt;
 }
 
 std::optional<MacAddr> Loader::mac(const Ref& ref) {

@@ -352,9 +352,9 @@ TEST(ConfigLoad, PortPromiscuousIsABooleanOffByDefault) {
   EXPECT_FALSE(no.config->dataplane.ports[0].promiscuous);
   const std::string at = "t.yaml:3: dataplane.ports[0].promiscuous: ";
   EXPECT_EQ(errors_of(port(", promiscuous: yes")),
-            std::vector<std::string>{at + "\"yes\" is not true or false"});
+            std::vector<std::string>{at + "expected true or false, got \"yes\""});
   EXPECT_EQ(errors_of(port(", promiscuous: \"true\"")),
-            std::vector<std::string>{at + "\"true\" is not true or false"});
+            std::vector<std::string>{at + "expected true or false, got \"true\""});
   EXPECT_EQ(errors_of(port(", promiscuous: [true]")),
             std::vector<std::string>{at + "expected true or false, got a list"});
 }
