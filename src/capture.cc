@@ -61,8 +61,8 @@ uint64_t CaptureRunner::drain(PcapWriter& out, uint64_t room, CaptureSummary& su
         const auto* r = static_cast<const CaptureRecord*>(batch[i]);
         if (taken < room) {
           const auto dt = static_cast<int64_t>(r->tsc - start_tsc_);
-          const int64_t ns =
-              start_ns_ + static_cast<int64_t>(static_cast<double>(dt) * 1e9 / static_cast<double>(tsc_hz_));
+          const int64_t ns = start_ns_ + static_cast<int64_t>(static_cast<double>(dt) * 1e9 /
+                                                              static_cast<double>(tsc_hz_));
           out.add(ns, r->data, r->len, r->wire_len);
           summary.by_reason[r->reason <= kDropReasonCount ? r->reason : kDropReasonCount]++;
           ++taken;
@@ -104,8 +104,7 @@ std::optional<CaptureSummary> CaptureRunner::run(const CaptureFilter& filter,
   summary.packets += drain(out, limits.count - summary.packets, summary);
   summary.stopped = stop_.load();
   summary.dropped = dropped_total_() - dropped_before;
-  summary.seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  summary.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   busy_.store(false);
   return summary;
 }

@@ -59,10 +59,10 @@ class CaptureTap {
 };
 
 struct CaptureSummary {
-  uint64_t packets = 0;   // written to the pcap
-  uint64_t dropped = 0;   // not captured: a worker's channel was full
+  uint64_t packets = 0;  // written to the pcap
+  uint64_t dropped = 0;  // not captured: a worker's channel was full
   std::array<uint64_t, kDropReasonCount + 1> by_reason{};  // [kDropReasonCount]: on receipt
-  bool stopped = false;   // ended by stop() rather than by a limit
+  bool stopped = false;                                    // ended by stop() rather than by a limit
   double seconds = 0;
 };
 

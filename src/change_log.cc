@@ -46,7 +46,8 @@ std::string describe_changes(const config::Config& before, const config::Config&
   }
   bool neighbors = a.neighbors.size() != b.neighbors.size();
   for (size_t i = 0; !neighbors && i < a.neighbors.size(); ++i) {
-    neighbors = a.neighbors[i].ip != b.neighbors[i].ip || !(a.neighbors[i].mac == b.neighbors[i].mac);
+    neighbors =
+        a.neighbors[i].ip != b.neighbors[i].ip || !(a.neighbors[i].mac == b.neighbors[i].mac);
   }
   if (routes) parts.push_back("routes changed");
   if (neighbors) parts.push_back("neighbors changed");

@@ -32,7 +32,8 @@ TEST(ChangeLog, NamesAddedRemovedChangedAndRoutes) {
             "services added: new; services removed: old; services changed: web; routes changed");
   EXPECT_EQ(describe_changes(a, a), "no change");
   // Line numbers differ, content does not: no change.
-  auto c = load("\n\n" + svc("web", "172.16.0.1", "10.0.0.11") + svc("old", "172.16.0.2", "10.0.0.12"));
+  auto c =
+      load("\n\n" + svc("web", "172.16.0.1", "10.0.0.11") + svc("old", "172.16.0.2", "10.0.0.12"));
   EXPECT_EQ(describe_changes(a, c), "no change");
 }
 

@@ -54,7 +54,8 @@ std::optional<LogLevel> parse_log_level(std::string_view name) {
 
 bool apply_log_level_setting(std::string_view setting, std::string& error) {
   const size_t eq = setting.find('=');
-  const std::string_view level_text = eq == std::string_view::npos ? setting : setting.substr(eq + 1);
+  const std::string_view level_text =
+      eq == std::string_view::npos ? setting : setting.substr(eq + 1);
   const auto level = parse_log_level(level_text);
   if (!level) {
     error = "\"" + std::string(level_text) + "\" is not a log level (error, warning, info, debug)";

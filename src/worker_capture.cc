@@ -23,8 +23,8 @@ void Worker::capture_refresh(uint64_t state) noexcept {
   drop_watch_mask_ = drop_log_mask_ | capture_drop_mask_;
   // Drops are matched at the drop point; classifying the burst is needed only when the
   // filter asks about the packet's Service, protocol or direction.
-  capture_on_ = f.reasons == 0 || f.by_service || f.proto != 0 ||
-                f.direction != CaptureDirection::kBoth;
+  capture_on_ =
+      f.reasons == 0 || f.by_service || f.proto != 0 || f.direction != CaptureDirection::kBoth;
 }
 
 void Worker::capture_rx(uint16_t in_port, rte_mbuf** pkts, uint16_t n,

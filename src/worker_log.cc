@@ -54,8 +54,8 @@ void Worker::log_drop(rte_mbuf* m, DropReason reason) noexcept {
   const bool first = (first_drop_pending_ & b) != 0;
   if (!log_rate_.allow(now_tsc_)) return;  // a first one stays pending
   char what[96];
-  const ParsedPacket p =
-      parse_frame(rte_pktmbuf_mtod(m, uint8_t*), rte_pktmbuf_data_len(m), {.verify_ipv4_checksum = false});
+  const ParsedPacket p = parse_frame(rte_pktmbuf_mtod(m, uint8_t*), rte_pktmbuf_data_len(m),
+                                     {.verify_ipv4_checksum = false});
   if (p.kind == PacketKind::kIpv4) {
     char src[16], dst[16];
     format_be(p.ip->src, src);
@@ -73,7 +73,8 @@ void Worker::log_drop(rte_mbuf* m, DropReason reason) noexcept {
   const uint64_t suppressed = log_rate_.take_suppressed();
   char tail[64] = "";
   if (suppressed != 0) {
-    std::snprintf(tail, sizeof tail, " (%lu lines suppressed)", static_cast<unsigned long>(suppressed));
+    std::snprintf(tail, sizeof tail, " (%lu lines suppressed)",
+                  static_cast<unsigned long>(suppressed));
   }
   const auto label = drop_reason_label(reason);
   L4LB_LOG(L4LB_LOG_MODULE, first ? LogLevel::kInfo : LogLevel::kDebug,

@@ -1,7 +1,8 @@
 """Smoke test of the benchmark harness (scripts/bench), not of performance.
 
-Runs `scripts/bench --quick --json --no-build --nice 0` (about 25 s: every scenario for
-1 s) and checks the output's shape: one JSON object per scenario, every scenario present
+Runs `scripts/bench --quick --json --no-build --nice 0` (about 55 s: every scenario for
+1 s; `scrape` runs established-1k twice, without and with a 10 Hz /metrics scraper) and
+checks the output's shape: one JSON object per scenario, every scenario present
 and successful, the figures positive, the ratio fields present, the generator's sampled
 DNAT checks clean. It asserts no timing bound: benchmarks are not pass/fail.
 

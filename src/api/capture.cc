@@ -38,8 +38,9 @@ json summary_json(const CaptureSummary& s) {
   json by_reason = json::object();
   for (size_t r = 0; r <= kDropReasonCount; ++r) {
     if (s.by_reason[r] == 0) continue;
-    const std::string label =
-        r == kDropReasonCount ? "received" : std::string(drop_reason_label(static_cast<DropReason>(r)));
+    const std::string label = r == kDropReasonCount
+                                  ? "received"
+                                  : std::string(drop_reason_label(static_cast<DropReason>(r)));
     by_reason[label] = s.by_reason[r];
   }
   return {{"packets", s.packets},
@@ -83,12 +84,13 @@ void add_capture_routes(httplib::Server& server, CaptureRunner& runner, const Co
       reply(res, 409, error_json("a capture is already running (one at a time)"));
       return;
     }
-    L4LB_INFO("capture: %lu packets, %lu missed, %.1f s%s",
-              static_cast<unsigned long>(s->packets), static_cast<unsigned long>(s->dropped),
-              s->seconds, r.file.empty() ? "" : (" -> " + r.file).c_str());
+    L4LB_INFO("capture: %lu packets, %lu missed, %.1f s%s", static_cast<unsigned long>(s->packets),
+              static_cast<unsigned long>(s->dropped), s->seconds,
+              r.file.empty() ? "" : (" -> " + r.file).c_str());
     if (!r.file.empty()) {
       if (std::fflush(file.get()) != 0 || out.failed()) {
-        reply(res, 500, error_json("writing " + r.file + " failed: " + std::strerror(errno), "file"));
+        reply(res, 500,
+              error_json("writing " + r.file + " failed: " + std::strerror(errno), "file"));
         return;
       }
       json body = summary_json(*s);

@@ -36,8 +36,8 @@ CaptureParse parse_capture_request(std::string_view body,
                                    const std::vector<CapturePortRef>& ports) {
   const json doc = json::parse(body, nullptr, false);
   if (doc.is_discarded() || !doc.is_object()) return fail("body must be a JSON object", "");
-  static const char* const kKeys[] = {"service", "servicePort", "reason", "direction",
-                                      "proto",   "count",       "seconds", "snaplen", "file"};
+  static const char* const kKeys[] = {"service", "servicePort", "reason",  "direction", "proto",
+                                      "count",   "seconds",     "snaplen", "file"};
   for (const auto& [key, value] : doc.items()) {
     if (std::find(std::begin(kKeys), std::end(kKeys), key) == std::end(kKeys)) {
       return fail("unknown key \"" + key +

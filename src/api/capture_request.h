@@ -34,7 +34,6 @@ struct CaptureParse {
   std::string field;
 };
 
-CaptureParse parse_capture_request(std::string_view body,
-                                   const std::vector<CapturePortRef>& ports);
+CaptureParse parse_capture_request(std::string_view body, const std::vector<CapturePortRef>& ports);
 
 }  // namespace l4lb::api

@@ -49,7 +49,8 @@ TEST(CaptureRequest, ServiceAndPort) {
 TEST(CaptureRequest, Reasons) {
   auto p = parse_capture_request(R"({"reason": "acl_denied"})", kPorts);
   ASSERT_TRUE(p.request);
-  EXPECT_EQ(p.request->filter.reasons, uint64_t{1} << static_cast<unsigned>(DropReason::kAclDenied));
+  EXPECT_EQ(p.request->filter.reasons,
+            uint64_t{1} << static_cast<unsigned>(DropReason::kAclDenied));
   EXPECT_TRUE(p.request->filter.matches({}));  // no Service filter: any drop of the reason
   p = parse_capture_request(R"({"reason": "any"})", kPorts);
   ASSERT_TRUE(p.request);
@@ -74,8 +75,10 @@ TEST(CaptureRequest, Errors) {
   EXPECT_EQ(error_of(R"({"service": "web", "direction": "in"})"),
             "direction must be to_backend, from_backend or both [direction]");
   EXPECT_EQ(error_of(R"({"service": "web", "proto": "icmp"})"), "proto must be tcp or udp [proto]");
-  EXPECT_EQ(error_of(R"({"service": "web", "count": 0})"), "count must be an integer 1-100000 [count]");
-  EXPECT_EQ(error_of(R"({"service": "web", "count": 1.5})"), "count must be an integer 1-100000 [count]");
+  EXPECT_EQ(error_of(R"({"service": "web", "count": 0})"),
+            "count must be an integer 1-100000 [count]");
+  EXPECT_EQ(error_of(R"({"service": "web", "count": 1.5})"),
+            "count must be an integer 1-100000 [count]");
   EXPECT_EQ(error_of(R"({"service": "web", "seconds": 301})"),
             "seconds must be an integer 1-300 [seconds]");
   EXPECT_EQ(error_of(R"({"service": "web", "snaplen": 63})"),
