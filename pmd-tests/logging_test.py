@@ -8,6 +8,7 @@ capture test's veth lab). Run as root:
 """
 
 import re
+import signal
 import subprocess
 import time
 
@@ -96,3 +97,36 @@ def test_bad_log_level(tmp_path):
     assert r.returncode == 2
     assert r.stderr.strip() == ('l4lbd: --log-level: "pmd" is not a log module '
                                 '(control, config, health, api, worker, port)')
+
+
+def test_eal_log_level_pattern(tmp_path):
+    """The modules are rte_log types: EAL's own --log-level pattern reaches them too."""
+    cfg = tmp_path / "null.yaml"
+    cfg.write_text("""
+dataplane:
+  eal: [--no-huge, -m, "512", --no-pci, --no-shconf, --file-prefix, l4c-eal]
+  workers: [1]
+  flowTable: {capacity: 4096}
+  ports:
+    - {name: wan, device: "net_null0", address: 10.0.0.1/24}
+control:
+  api: {listen: 127.0.0.1:0}
+  metrics: {listen: 127.0.0.1:0}
+services: []
+""")
+    log = tmp_path / "l4lbd.log"
+    with open(log, "w") as f:
+        proc = subprocess.Popen([str(L4LBD), "--config", str(cfg), "--eal",
+                                 "--log-level=l4lb.control:warning"], stdout=f, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while "[api] api: http://" not in log.read_text():
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        time.sleep(0.5)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+    text = log.read_text()
+    assert "[config] config " in text  # other modules keep info
+    assert "ready:" not in text and "stopping" not in text  # l4lb.control is at warning
