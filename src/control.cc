@@ -5,7 +5,11 @@
 #include <exception>
 #include <stdexcept>
 
+#include "src/change_log.h"
 #include "src/log.h"
+
+#undef L4LB_LOG_MODULE
+#define L4LB_LOG_MODULE ::l4lb::LogModule::kConfig
 
 namespace l4lb {
 
@@ -31,7 +35,8 @@ void Control::start() {
   std::string error;
   health::Options options;
   options.on_transition = [this](const health::TargetKey& key, bool healthy) {
-    L4LB_INFO("health: %s is now %s", key.to_string().c_str(), healthy ? "healthy" : "unhealthy");
+    L4LB_LOG(LogModule::kHealth, LogLevel::kInfo, "health: %s is now %s", key.to_string().c_str(),
+             healthy ? "healthy" : "unhealthy");
     health_changed_.store(true);
   };
   checker_ = health::HealthChecker::start(std::move(options), &error);
@@ -115,12 +120,13 @@ bool Control::apply_health_changes() {
   try {
     publisher_.publish(build_snapshot(running_, ports_, generation_ + 1, slots_, health_view(), publisher_.current()));
   } catch (const std::exception& e) {
-    L4LB_ERROR("health: cannot publish the change: %s", e.what());
+    L4LB_LOG(LogModule::kHealth, LogLevel::kError, "health: cannot publish the change: %s", e.what());
     health_changed_.store(true);  // try again on the next round
     return false;
   }
   ++generation_;
-  L4LB_INFO("health: generation %lu", static_cast<unsigned long>(generation_));
+  L4LB_LOG(LogModule::kHealth, LogLevel::kInfo, "health: generation %lu",
+           static_cast<unsigned long>(generation_));
   return true;
 }
 
@@ -166,12 +172,13 @@ ChangeResult Control::reload_file() {
   ++reloads_ok_;
   last_reload_time_ = wall_seconds();
   last_reload_errors_.clear();
+  const std::string changes = describe_changes(running_, next);
   running_ = std::move(next);
   checker_->set_targets(health_targets(running_));
   // The file replaces every API edit (documented in the README).
   sources_.assign(running_.services.size(), ServiceSource::kFile);
-  L4LB_INFO("reloaded %s: generation %lu (Maglev tables: %zu rebuilt, %zu unchanged)",
-            config_path_.c_str(), static_cast<unsigned long>(generation_),
+  L4LB_INFO("reloaded %s: generation %lu: %s (Maglev tables: %zu rebuilt, %zu unchanged)",
+            config_path_.c_str(), static_cast<unsigned long>(generation_), changes.c_str(),
             publisher_.current()->services.maglev_built(),
             publisher_.current()->services.maglev_reused());
   return {ChangeStatus::kOk, {}, generation_};
@@ -191,10 +198,12 @@ ChangeResult Control::apply_locked(config::Config next, std::vector<ServiceSourc
   }
   ++generation_;
   ++api_changes_;
+  const std::string changes = describe_changes(running_, next);
   running_ = std::move(next);
   sources_ = std::move(sources);
   checker_->set_targets(health_targets(running_));
-  L4LB_INFO("api: %s: generation %lu", what.c_str(), static_cast<unsigned long>(generation_));
+  L4LB_INFO("api: %s: generation %lu: %s", what.c_str(), static_cast<unsigned long>(generation_),
+            changes.c_str());
   return {ok_status, {}, generation_};
 }
 

@@ -2,6 +2,9 @@
 
 #include "src/log.h"
 
+#undef L4LB_LOG_MODULE
+#define L4LB_LOG_MODULE ::l4lb::LogModule::kConfig
+
 namespace l4lb {
 
 CounterSlots::CounterSlots() : ports_(1), backends_(1) {}

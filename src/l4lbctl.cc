@@ -50,6 +50,22 @@ class Api {
                           : method == "PUT"    ? client_.Put(path, body, "application/json")
                           : method == "DELETE" ? client_.Delete(path)
                                                : client_.Post(path, body, "application/json");
+    json parsed = check(res, method, path);
+    if (parsed.is_discarded()) throw Failure{method + " " + path + ": the answer is not JSON"};
+    return parsed;
+  }
+
+  // A POST whose 2xx answer may be binary (a pcap); waits up to `seconds` for it.
+  httplib::Result post_raw(const std::string& path, const std::string& body, int seconds) {
+    client_.set_read_timeout(seconds);
+    httplib::Result res = client_.Post(path, body, "application/json");
+    check(res, "POST", path);
+    return res;
+  }
+
+ private:
+  // Throws unless the answer is a 2xx; returns its body parsed as JSON (or discarded).
+  json check(const httplib::Result& res, const std::string& method, const std::string& path) {
     if (!res) {
       const std::string why = res.error() == httplib::Error::Connection
                                   ? "connection refused or unreachable"
@@ -72,11 +88,9 @@ class Api {
       }
       throw Failure{text};
     }
-    if (parsed.is_discarded()) throw Failure{method + " " + path + ": the answer is not JSON"};
     return parsed;
   }
 
- private:
   std::string server_;
   httplib::Client client_;
 };
@@ -308,6 +322,22 @@ int main(int argc, char** argv) {
   trace_cmd->add_option("--port", t_port, "ingress port name (default: the first)");
   trace_cmd->add_option("--flags", t_flags, "TCP flags: syn (a new connection) or ack")
       ->check(CLI::IsMember({"syn", "ack"}));
+  auto* capture_cmd = app.add_subcommand(
+      "capture", "record the packets of a Service, or those dropped for a reason, as a pcap");
+  std::string c_service, c_port, c_reason, c_direction, c_proto, c_write, c_server_file;
+  unsigned c_count = 1000, c_seconds = 10, c_snaplen = 2048;
+  capture_cmd->add_option("--service", c_service, "Service name");
+  capture_cmd->add_option("--service-port", c_port, "one port of the Service, by name");
+  capture_cmd->add_option("--reason", c_reason, "drop reason label (l4lb_drops_total), or any");
+  capture_cmd->add_option("--direction", c_direction, "to_backend, from_backend or both");
+  capture_cmd->add_option("--proto", c_proto, "tcp or udp");
+  capture_cmd->add_option("--count", c_count, "stop after this many packets")->capture_default_str();
+  capture_cmd->add_option("--seconds", c_seconds, "stop after this long")->capture_default_str();
+  capture_cmd->add_option("--snaplen", c_snaplen, "bytes kept of each packet")->capture_default_str();
+  auto* c_write_opt = capture_cmd->add_option("-w,--write", c_write, "pcap file to write; - for stdout");
+  auto* c_server_opt =
+      capture_cmd->add_option("--server-file", c_server_file, "have l4lbd write the pcap there instead");
+  c_write_opt->excludes(c_server_opt);
   CLI11_PARSE(app, argc, argv);
 
   try {
@@ -339,6 +369,38 @@ int main(int argc, char** argv) {
       }
     } else if (status_cmd->parsed()) {
       status(api, o);
+    } else if (capture_cmd->parsed()) {
+      if (c_write.empty() && c_server_file.empty()) {
+        throw Failure{"capture: give -w FILE (or - for stdout) or --server-file PATH"};
+      }
+      json body = {{"count", c_count}, {"seconds", c_seconds}, {"snaplen", c_snaplen}};
+      if (!c_service.empty()) body["service"] = c_service;
+      if (!c_port.empty()) body["servicePort"] = c_port;
+      if (!c_reason.empty()) body["reason"] = c_reason;
+      if (!c_direction.empty()) body["direction"] = c_direction;
+      if (!c_proto.empty()) body["proto"] = c_proto;
+      if (!c_server_file.empty()) body["file"] = c_server_file;
+      httplib::Result res = api.post_raw("/v1/capture", body.dump(), static_cast<int>(c_seconds) + 30);
+      if (!c_server_file.empty()) {
+        json r = json::parse(res->body, nullptr, false);
+        if (o.output == "json" || r.is_discarded()) {
+          std::printf("%s\n", res->body.c_str());
+        } else {
+          std::fprintf(stderr, "%s packets captured, %s missed: %s (on the server)\n",
+                       str(r["packets"]).c_str(), str(r["missed"]).c_str(), c_server_file.c_str());
+        }
+        return 0;
+      }
+      if (c_write == "-") {
+        std::fwrite(res->body.data(), 1, res->body.size(), stdout);
+      } else {
+        std::ofstream out(c_write, std::ios::binary);
+        out.write(res->body.data(), static_cast<std::streamsize>(res->body.size()));
+        if (!out.flush()) throw Failure{"capture: cannot write " + c_write};
+      }
+      std::fprintf(stderr, "%s packets captured, %s missed: %s\n",
+                   res->get_header_value("X-Capture-Packets").c_str(),
+                   res->get_header_value("X-Capture-Missed").c_str(), c_write.c_str());
     } else if (trace_cmd->parsed()) {
       std::string q = "/v1/trace?proto=" + t_proto + "&src=" + t_src + "&sport=" +
                       std::to_string(t_sport) + "&dst=" + t_dst + "&dport=" +

@@ -16,9 +16,11 @@
 #include <thread>
 
 #include "src/api/server.h"
+#include "src/capture.h"
 #include "src/control.h"
 #include "src/eal.h"
 #include "src/log.h"
+#include "src/log_rte.h"
 #include "src/metrics.h"
 #include "src/port.h"
 #include "src/sd_notify.h"
@@ -72,11 +74,17 @@ int print_errors(const l4lb::config::LoadResult& r) {
 }
 
 int run(const std::string& config_path, const std::string& eal_args,
-        const std::string& stats_file) {
+        const std::string& stats_file, const std::vector<std::string>& log_levels) {
   using namespace l4lb;
   config::LoadResult loaded = config::load_config_file(config_path);
   if (!loaded.ok()) return print_errors(loaded);
   const config::Config& cfg = *loaded.config;
+  // Levels: the config's, then --log-level (checked in main) on top; then rte_log keeps them.
+  set_log_level_all(cfg.control.log.level);
+  for (const auto& [module, level] : cfg.control.log.modules) set_log_level(module, level);
+  std::string log_error;
+  for (const auto& s : log_levels) apply_log_level_setting(s, log_error);
+  use_rte_log();
 
   install_signal_handlers();
   init_eal(plan_eal(cfg, eal_args));
@@ -108,6 +116,7 @@ int run(const std::string& config_path, const std::string& eal_args,
     s.timeouts = timeouts;
     s.answer_vip_pings = dp.answer_vip_pings;
     s.icmp_errors_per_s = dp.icmp_errors_per_s;
+    s.log_lines_per_second = cfg.control.log.data_path_lines_per_second;
     const int socket = static_cast<int>(rte_lcore_to_socket_id(s.lcore));
     for (const auto& p : ports) {
       if (p.socket != socket) {
@@ -122,6 +131,15 @@ int run(const std::string& config_path, const std::string& eal_args,
     workers.push_back(std::make_unique<Worker>(s, ports, *publisher, g_stop, handoff));
     if (numa) numa_set_localalloc();
   }
+  std::vector<int> sockets;
+  for (auto& w : workers) sockets.push_back(static_cast<int>(rte_lcore_to_socket_id(w->lcore())));
+  auto capture_tap = std::make_unique<CaptureTap>(sockets);
+  for (auto& w : workers) w->set_capture(*capture_tap);
+  CaptureRunner capture(*capture_tap, publisher->qsbr(), [&workers] {
+    uint64_t sum = 0;
+    for (auto& w : workers) sum += w->counters().capture_dropped;
+    return sum;
+  });
   L4LB_INFO("steering: %s", n == 1 ? "one worker owns every flow"
                                    : "RSS spreads packets; a packet on a queue whose worker does "
                                      "not own its flow is handed over on an SPSC ring");
@@ -131,7 +149,7 @@ int run(const std::string& config_path, const std::string& eal_args,
     }
   }
   auto metrics = std::make_unique<MetricsExporter>(cfg.control.metrics, workers, ports, control);
-  auto api_server = std::make_unique<api::ApiServer>(cfg.control, control, workers, ports);
+  auto api_server = std::make_unique<api::ApiServer>(cfg.control, control, workers, ports, &capture);
   auto telemetry = register_telemetry(workers, ports, control, *publisher);
   L4LB_INFO("metrics: http://%s:%d/metrics", cfg.control.metrics.host.c_str(),
             metrics->bound_port());
@@ -168,6 +186,7 @@ int run(const std::string& config_path, const std::string& eal_args,
     std::ofstream(stats_file) << json << "\n";
   }
   workers.clear();
+  capture_tap.reset();
   for (rte_ring* r : handoff) rte_ring_free(r);
   stop_ports(ports);  // closing a tx_pcap device completes its file
   publisher.reset();
@@ -181,10 +200,14 @@ int run(const std::string& config_path, const std::string& eal_args,
 int main(int argc, char** argv) {
   CLI::App app{"l4lbd: Maglev passthrough L4 load balancer on DPDK"};
   std::string config_path, check_path, eal_args, stats_file;
+  std::vector<std::string> log_levels;
   app.add_option("--config", config_path, "YAML config file (v1 schema)");
   app.add_option("--check-config", check_path, "validate a config file and exit");
   app.add_option("--eal", eal_args, "extra EAL arguments, appended after the config's");
   app.add_option("--stats-file", stats_file, "write the summed counters as JSON here on exit");
+  app.add_option("--log-level", log_levels,
+                 "LEVEL or MODULE=LEVEL (error, warning, info, debug; modules: control, config, "
+                 "health, api, worker, port); over the config's control.log; repeatable");
   app.set_version_flag("--version", "l4lbd 0.1.0");
   CLI11_PARSE(app, argc, argv);
 
@@ -194,12 +217,19 @@ int main(int argc, char** argv) {
     std::printf("%s: ok\n", check_path.c_str());
     return 0;
   }
+  for (const auto& s : log_levels) {
+    std::string error;
+    if (!l4lb::apply_log_level_setting(s, error)) {
+      std::fprintf(stderr, "l4lbd: --log-level: %s\n", error.c_str());
+      return 2;
+    }
+  }
   if (config_path.empty()) {
     std::fprintf(stderr, "l4lbd: --config FILE is required (or --check-config FILE)\n");
     return 2;
   }
   try {
-    return run(config_path, eal_args, stats_file);
+    return run(config_path, eal_args, stats_file, log_levels);
   } catch (const std::exception& e) {
     L4LB_ERROR("%s", e.what());
     return 1;

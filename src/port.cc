@@ -14,6 +14,9 @@
 
 #include "src/log.h"
 
+#undef L4LB_LOG_MODULE
+#define L4LB_LOG_MODULE ::l4lb::LogModule::kPort
+
 namespace l4lb {
 
 namespace {

@@ -98,6 +98,10 @@ int Worker::run() noexcept {
   while (!stop_.load(std::memory_order_relaxed)) {
     const Snapshot* snap = publisher_.current();
     if (snap->generation != generation_) apply_snapshot(*snap);
+    if (const uint64_t cap = capture_tap_->state.load(std::memory_order_acquire);
+        cap != capture_state_) [[unlikely]] {
+      capture_refresh(cap);
+    }
     now_tsc_ = rte_rdtsc();
     now_s_ = static_cast<uint32_t>((now_tsc_ - start_tsc_) / tsc_hz_);
 
@@ -138,6 +142,7 @@ int Worker::run() noexcept {
     }
     if (now_tsc_ >= next_tick) {
       next_tick = now_tsc_ + tick_interval;
+      refresh_log_level();
       neighbors_.tick(
           now_tsc_, [this](uint32_t ip_be, uint16_t port) { send_arp_request(port, ip_be); },
           [this](rte_mbuf* m) { drop(m, DropReason::kNeighborTimeout); });
@@ -179,6 +184,7 @@ void Worker::process_burst(uint16_t in_port, rte_mbuf** pkts, uint16_t n,
   const bool from_ring = in_port == kFromRing;
   const uint16_t me = settings_.queue;
   const bool shared = settings_.workers > 1;
+  if (capture_on_) [[unlikely]] capture_rx(in_port, pkts, n, snap);
   // Pass 1: parse and hash the whole burst and prefetch the flow-table buckets, so the
   // cache misses of a large table overlap instead of stalling one packet at a time.
   for (uint16_t i = 0; i < n; ++i) {
@@ -946,6 +952,7 @@ bool Worker::list_flows(FlowListJob& job) noexcept {
 }
 
 void Worker::drop(rte_mbuf* m, DropReason reason) noexcept {
+  if ((drop_watch_mask_ >> static_cast<unsigned>(reason)) & 1) [[unlikely]] drop_slow(m, reason);
   counters_.drops[static_cast<size_t>(reason)]++;
   rte_pktmbuf_free(m);
 }

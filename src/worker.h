@@ -14,6 +14,8 @@
 #include "lb/frag_table.h"
 #include "lb/parse.h"
 #include "lb/token_bucket.h"
+#include "src/capture.h"
+#include "src/log_rate.h"
 #include "src/neighbor.h"
 #include "src/port.h"
 #include "src/snapshot.h"
@@ -31,6 +33,7 @@ struct WorkerSettings {
   FlowTimeouts timeouts;
   bool answer_vip_pings = true;
   uint32_t icmp_errors_per_s = 100;
+  uint32_t log_lines_per_second = 10;  // control.log.dataPathLinesPerSecond
 };
 
 class Worker {
@@ -62,6 +65,8 @@ class Worker {
   uint32_t flow_table_size() const { return flow_entries_; }
   uint32_t flow_table_capacity() const { return flows_.capacity(); }
   unsigned lcore() const { return settings_.lcore; }
+  // Before launch: the capture tap this worker copies matching packets into.
+  void set_capture(CaptureTap& tap) { capture_tap_ = &tap; }
 
  private:
   struct TxContext {
@@ -173,7 +178,32 @@ class Worker {
   TraceLog* trace_ = nullptr;  // set only while run_trace() runs
   std::vector<ServicePortCounters> svc_counters_;
   std::vector<BackendCounters> backend_counters_;
-  volatile uint32_t flow_entries_ = 0;  // flows_.size() as of the last loop, for the exporter
+  volatile uint32_t flow_entries_ = 0;
+  // Live capture (src/worker_capture.cc). Off: one load per loop iteration, a flag per
+  // burst and a mask test per drop; the rest runs only while a capture is on.
+  void capture_refresh(uint64_t state) noexcept;
+  void capture_rx(uint16_t in_port, rte_mbuf** pkts, uint16_t n, const Snapshot& snap) noexcept;
+  void capture_drop(rte_mbuf* m, DropReason reason) noexcept;
+  void capture_copy(rte_mbuf* m, uint8_t reason) noexcept;
+  CaptureTap* capture_tap_ = &CaptureTap::none();
+  uint64_t capture_state_ = 0;
+  bool capture_on_ = false;
+  uint64_t capture_drop_mask_ = 0;  // bit per DropReason captured at the drop point
+  CaptureChannel* capture_channel_ = nullptr;
+  // Drop captures filtered by Service: this burst's packets and what they were.
+  rte_mbuf* capture_pkts_[kBurst] = {};
+  CaptureClass capture_class_[kBurst];
+  uint16_t capture_n_ = 0;
+  // Drops that need more than a counter (capture, log): one mask test per drop.
+  void drop_slow(rte_mbuf* m, DropReason reason) noexcept;
+  // Data-path log lines (src/worker_log.cc), refreshed with the worker's level each tick.
+  void log_drop(rte_mbuf* m, DropReason reason) noexcept;
+  void refresh_log_level() noexcept;
+  uint64_t drop_watch_mask_ = 0;  // capture_drop_mask_ | drop_log_mask_
+  uint64_t drop_log_mask_ = 0;
+  uint64_t first_drop_pending_ = 0;  // reasons not yet logged once
+  bool log_rate_ready_ = false;
+  LogRateLimit log_rate_;  // flows_.size() as of the last loop, for the exporter
 };
 
 }  // namespace l4lb

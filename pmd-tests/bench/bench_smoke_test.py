@@ -1,7 +1,8 @@
 """Smoke test of the benchmark harness (scripts/bench), not of performance.
 
-Runs `scripts/bench --quick --json --no-build --nice 0` (about 25 s: every scenario for
-1 s) and checks the output's shape: one JSON object per scenario, every scenario present
+Runs `scripts/bench --quick --json --no-build --nice 0` (about 55 s: every scenario for
+1 s; `scrape` runs established-1k twice, without and with a 10 Hz /metrics scraper) and
+checks the output's shape: one JSON object per scenario, every scenario present
 and successful, the figures positive, the ratio fields present, the generator's sampled
 DNAT checks clean. It asserts no timing bound: benchmarks are not pass/fail.
 
@@ -16,12 +17,12 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 SCENARIOS = ["baseline", "established-1k", "established-1m", "new-flows", "large-config",
-             "kernel-nftables"]
+             "kernel-nftables", "scrape"]
 
 
 def test_bench_quick_json_shape():
     r = subprocess.run([str(REPO / "scripts" / "bench"), "--quick", "--json", "--no-build",
-                        "--nice", "0"], capture_output=True, text=True, timeout=150, cwd=REPO)
+                        "--nice", "0"], capture_output=True, text=True, timeout=200, cwd=REPO)
     rows = [json.loads(line) for line in r.stdout.splitlines() if line.strip()]
     assert [row["scenario"] for row in rows] == SCENARIOS, r.stderr[-3000:]
     for row in rows:
@@ -37,5 +38,8 @@ def test_bench_quick_json_shape():
     assert r.returncode == 0, r.stderr[-3000:]
     new = next(row for row in rows if row["scenario"] == "new-flows")
     assert new["flows_created"] > 0
+    scraped = next(row for row in rows if row["scenario"] == "scrape")
+    assert scraped["scrapes"] > 0 and scraped["scrape_errors"] == 0, scraped
+    assert scraped["mpps_unscraped"] > 0 and scraped["scrape_ratio"] > 0
     big = next(row for row in rows if row["scenario"] == "established-1m")
     assert big["flows_created"] >= 1_000_000

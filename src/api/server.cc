@@ -9,9 +9,13 @@
 #include <thread>
 
 #include "src/api/render.h"
+#include "src/api/capture.h"
 #include "src/log.h"
 #include "src/trace.h"
 #include "src/worker.h"
+
+#undef L4LB_LOG_MODULE
+#define L4LB_LOG_MODULE ::l4lb::LogModule::kApi
 
 #ifndef L4LB_VERSION
 #define L4LB_VERSION "unknown"
@@ -65,8 +69,8 @@ class ServerImpl {
  public:
   ServerImpl(const config::ControlConfig& cfg, Control& control,
              const std::vector<std::unique_ptr<Worker>>& workers,
-             const std::vector<PortInfo>& ports)
-      : control_(control), workers_(workers), ports_(ports) {
+             const std::vector<PortInfo>& ports, CaptureRunner* capture)
+      : control_(control), workers_(workers), ports_(ports), capture_(capture) {
     if (!cfg.api_token_file.empty()) {
       std::string error;
       auto token = read_token_file(cfg.api_token_file, error);
@@ -95,6 +99,7 @@ class ServerImpl {
       return httplib::Server::HandlerResponse::Handled;
     }));
     routes();
+    if (capture_ != nullptr) add_capture_routes(server_, *capture_, control_);
     const int port = cfg.api.port == 0
                          ? server_.bind_to_any_port(cfg.api.host)
                          : (server_.bind_to_port(cfg.api.host, cfg.api.port) ? cfg.api.port : -1);
@@ -109,6 +114,7 @@ class ServerImpl {
   }
 
   ~ServerImpl() {
+    if (capture_ != nullptr) capture_->stop();  // a capture in flight answers now
     server_.stop();
     if (thread_.joinable()) thread_.join();
   }
@@ -377,6 +383,7 @@ class ServerImpl {
   Control& control_;
   const std::vector<std::unique_ptr<Worker>>& workers_;
   const std::vector<PortInfo>& ports_;
+  CaptureRunner* capture_;
   std::string token_;
   httplib::Server server_;
   std::thread thread_;
@@ -385,8 +392,8 @@ class ServerImpl {
 
 ApiServer::ApiServer(const config::ControlConfig& cfg, Control& control,
                      const std::vector<std::unique_ptr<Worker>>& workers,
-                     const std::vector<PortInfo>& ports)
-    : impl_(std::make_unique<ServerImpl>(cfg, control, workers, ports)) {}
+                     const std::vector<PortInfo>& ports, CaptureRunner* capture)
+    : impl_(std::make_unique<ServerImpl>(cfg, control, workers, ports, capture)) {}
 
 ApiServer::~ApiServer() = default;
 

@@ -14,6 +14,7 @@
 namespace l4lb {
 
 class Worker;
+class CaptureRunner;
 
 namespace api {
 
@@ -21,11 +22,11 @@ class ServerImpl;
 
 class ApiServer {
  public:
-  // Binds and starts serving; throws std::runtime_error when the address cannot be bound
+  // Binds and starts serving (with capture: also /v1/capture); throws std::runtime_error when the address cannot be bound
   // or the token file cannot be read.
   ApiServer(const config::ControlConfig& cfg, Control& control,
             const std::vector<std::unique_ptr<Worker>>& workers,
-            const std::vector<PortInfo>& ports);
+            const std::vector<PortInfo>& ports, CaptureRunner* capture = nullptr);
   // Stops accepting, lets requests in flight finish, joins the server thread.
   ~ApiServer();
   ApiServer(const ApiServer&) = delete;

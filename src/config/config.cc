@@ -267,6 +267,8 @@ class Loader {
   void load_neighbors(const Ref& ref, const std::vector<PortConfig>& ports,
                       std::vector<NeighborConfig>& neighbors);
   void load_control(const Ref& ref, ControlConfig& control);
+  void load_log(const Ref& ref, LogConfig& log);
+  std::optional<LogLevel> log_level(const Ref& ref);
   std::optional<int> load_listen(const MapView& m, ListenConfig& listen);
   void load_services(const Ref& ref, const DataplaneConfig& dp, std::vector<ServiceConfig>& out);
   void load_service(const Ref& ref, size_t i, const DataplaneConfig& dp, ServiceConfig& svc,
@@ -845,8 +847,9 @@ void Loader::load_neighbors(const Ref& ref, const std::vector<PortConfig>& ports
 }
 
 void Loader::load_control(const Ref& ref, ControlConfig& control) {
-  auto m = map(ref, {"api", "metrics"});
+  auto m = map(ref, {"api", "metrics", "log"});
   if (!m) return;
+  if (auto f = m->find("log")) load_log(*f, control.log);
   std::optional<int> api_line;
   std::optional<int> metrics_line;
   if (auto f = m->find("api")) {
@@ -870,6 +873,39 @@ void Loader::load_control(const Ref& ref, ControlConfig& control) {
     std::string other = metrics_line ? "control.api" : "control.metrics";
     const ListenConfig& mine = metrics_line ? b : a;
     error(line, path, mine.host + ":" + std::to_string(mine.port) + " is already used by " + other);
+  }
+}
+
+std::optional<LogLevel> Loader::log_level(const Ref& ref) {
+  auto s = string(ref);
+  if (!s) return std::nullopt;
+  auto level = parse_log_level(*s);
+  if (!level) error(ref.line, ref.path, quote(*s) + " is not a log level (error, warning, info, debug)");
+  return level;
+}
+
+void Loader::load_log(const Ref& ref, LogConfig& log) {
+  auto m = map(ref, {"level", "modules", "dataPathLinesPerSecond"});
+  if (!m) return;
+  if (auto f = m->find("level")) {
+    if (auto level = log_level(*f)) log.level = *level;
+  }
+  if (auto f = m->find("modules")) {
+    std::initializer_list<std::string_view> names = {
+#define L4LB_X(e, name) name,
+        L4LB_LOG_MODULES(L4LB_X)
+#undef L4LB_X
+    };
+    if (auto modules = map(*f, names)) {
+      for (std::string_view name : names) {
+        if (auto g = modules->find(name)) {
+          if (auto level = log_level(*g)) log.modules.emplace_back(*parse_log_module(name), *level);
+        }
+      }
+    }
+  }
+  if (auto f = m->find("dataPathLinesPerSecond")) {
+    if (auto n = integer(*f, 1, 1000)) log.data_path_lines_per_second = static_cast<uint32_t>(*n);
   }
 }
 

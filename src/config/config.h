@@ -11,6 +11,7 @@
 
 #include "lb/cidr.h"
 #include "nat/headers.h"
+#include "src/log.h"
 
 namespace l4lb::config {
 
@@ -69,7 +70,15 @@ struct ListenConfig {
   uint16_t port = 0;
 };
 
+// control.log: levels per module (rte_log types l4lb.<module>) and the data path's budget.
+struct LogConfig {
+  LogLevel level = LogLevel::kInfo;
+  std::vector<std::pair<LogModule, LogLevel>> modules;  // overrides of `level`
+  uint32_t data_path_lines_per_second = 10;             // per worker
+};
+
 struct ControlConfig {
+  LogConfig log;
   ListenConfig api{"127.0.0.1", 9180};
   std::string api_token_file;  // control.api.tokenFile; empty: the API takes no token
   ListenConfig metrics{"0.0.0.0", 9100};

@@ -21,6 +21,9 @@
 
 #include "src/log.h"
 
+#undef L4LB_LOG_MODULE
+#define L4LB_LOG_MODULE ::l4lb::LogModule::kHealth
+
 namespace l4lb::health {
 
 namespace {
