@@ -12,6 +12,7 @@
 
 #include "lb/flow_table.h"
 #include "lb/parse.h"
+#include "lb/steering_plan.h"
 #include "src/neighbor.h"
 #include "src/port.h"
 #include "src/snapshot.h"
@@ -127,6 +128,7 @@ class Worker {
   const SnapshotPublisher& publisher_;
   const std::atomic<bool>& stop_;
   FlowTable flows_;
+  OwnerHash owner_hash_;  // the same function the NIC's steering computes
   NeighborTable neighbors_;
   std::vector<rte_eth_dev_tx_buffer*> tx_buffers_;
   std::vector<rte_ring*> handoff_out_;  // [to]; null for this worker
