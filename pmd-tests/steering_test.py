@@ -100,7 +100,7 @@ def test_each_port_logs_the_fallback_from_flow_rules(lab):
 
 def test_mode_is_exported(traffic):
     for port in ("wan", "lan"):
-        assert f'l4lb_port_steering_info{{mode="software",port="{port}"}} 1' in \
+        assert f'l4lb_port_steering_info{{port="{port}",mode="software"}} 1' in \
             traffic["metrics"], [l for l in traffic["metrics"].splitlines() if "steering" in l]
 
 
@@ -112,6 +112,7 @@ def test_traffic_correct_through_software_hand_off(lab, traffic):
     assert traffic["exit"] == 0
     c, drops = traffic["stats"]["counters"], traffic["stats"]["drops"]
     # Nothing lost between workers; every hand-off arrived.
-    assert c["handoff_sent"] == c["handoff_received"]
+    # The kernel spreads flows over the TAP's two queues: some land on the other worker.
+    assert c["handoff_sent"] > 0 and c["handoff_sent"] == c["handoff_received"]
     assert drops["handoff_full"] == 0 and drops["no_flow"] == 0
     assert c["nat_reverse"] >= HTTP_COUNT * 2

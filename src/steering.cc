@@ -35,8 +35,9 @@ bool key_fits(const rte_eth_dev_info& info) {
 }
 
 std::string flow_error_text(int rc, const rte_flow_error& err) {
-  std::string s = err.message != nullptr ? err.message : rte_strerror(-rc);
-  return s + " (" + rte_strerror(-rc) + ")";
+  std::string s = rte_strerror(-rc);
+  if (err.message != nullptr && s != err.message) s = std::string(err.message) + " (" + s + ")";
+  return s;
 }
 
 // Fills the port's RETA so that entry i names the queue OwnerHash gives slot i.
@@ -112,14 +113,17 @@ bool create_flow_rules(uint16_t port_id, const rte_eth_dev_info& info, uint16_t 
     const char* what = proto == RTE_FLOW_ITEM_TYPE_TCP ? "TCP" : "UDP";
     rte_flow_error err{};
     int rc = rte_flow_validate(port_id, &attr, pattern, actions, &err);
+    const bool validated = rc == 0;
     rte_flow* flow = nullptr;
-    if (rc == 0) {
+    if (validated) {
+      err = rte_flow_error{};
       flow = rte_flow_create(port_id, &attr, pattern, actions, &err);
       rc = flow != nullptr ? 0 : (rte_errno != 0 ? -rte_errno : -EIO);
     }
     if (flow == nullptr) {
-      detail += std::string("rte_flow RSS rule for ") + what + (made.empty() ? "" : " (after TCP)") +
-                " not created: " + flow_error_text(rc, err) + "; ";
+      detail += std::string("rte_flow RSS rule for ") + what + " not created (" +
+                (validated ? "validated, then creation failed" : "validation refused") +
+                "): " + flow_error_text(rc, err) + "; ";
       for (rte_flow* f : made) rte_flow_destroy(port_id, f, &err);
       return false;
     }
