@@ -113,8 +113,10 @@ class FlowTable {
     __builtin_prefetch(&buckets_[alt_bucket(b1, signature(hash))]);
   }
   // Second pass over a burst, after prefetch(): reads the candidate buckets (in cache by
-  // now) and prefetches the entries whose signature matches.
-  void prefetch_entry(uint64_t hash) const noexcept;
+  // now) and prefetches the entries whose signature matches. False when no slot has the
+  // key's signature: the key is certainly absent (a new flow), so the caller can start
+  // loading what the insert will touch (the reverse key's buckets) while others wait.
+  bool prefetch_entry(uint64_t hash) const noexcept;
   // Finds the entry by either key. An entry past its timeout counts as a miss and is removed.
   FlowHit lookup(const FlowKey& key, uint64_t hash, uint32_t now_s) noexcept;
   // The entry for either key, expired or not; changes nothing (for the packet tracer).
@@ -223,6 +225,8 @@ class FlowTable {
   bool index_add(uint64_t hash, uint32_t ref) noexcept;
   // Clears the one slot holding `ref` among the key's two candidate buckets.
   void index_del(uint64_t hash, uint32_t ref) noexcept;
+  // remove() with the hashes of both keys already computed.
+  void remove_hashed(FlowEntry* e, uint64_t fwd_hash, uint64_t rev_hash) noexcept;
   // Frees a slot in b1 or b2 by moving a chain of keys each to its other bucket; returns
   // where. False, with nothing moved, if no short chain ends in a free slot.
   bool make_room(uint32_t b1, uint32_t b2, uint32_t* bucket, uint32_t* slot) noexcept;
