@@ -108,7 +108,9 @@ bool FlowTable::prefetch_entry(uint64_t hash) const noexcept {
   for (uint32_t b : {b1, alt_bucket(b1, sig)}) {
     const Bucket& bk = buckets_[b];
     for (unsigned match = match_mask(bk, sig); match != 0; match &= match - 1) {
-      __builtin_prefetch(&entries_[bk.ref[std::countr_zero(match)] >> 1]);
+      const uint32_t ref = bk.ref[std::countr_zero(match)];
+      __builtin_prefetch(&entries_[ref >> 1]);
+      if (!any) hints_[hash & (kHints - 1)] = Hint{hash, ref};
       any = true;
     }
   }
@@ -122,7 +124,9 @@ FlowHit FlowTable::peek(const FlowKey& key, uint64_t hash) const noexcept {
 }
 
 FlowHit FlowTable::lookup(const FlowKey& key, uint64_t hash, uint32_t now_s) noexcept {
-  const uint32_t ref = find_ref(key, hash);
+  const Hint& hint = hints_[hash & (kHints - 1)];
+  const uint32_t ref =
+      hint.hash == hash && hint.ref != kNoSlot && holds(hint.ref, key) ? hint.ref : find_ref(key, hash);
   if (ref == kNoSlot) return {};
   FlowEntry* e = &entries_[ref >> 1];
   if (expired(*e, now_s)) {

@@ -231,6 +231,22 @@ class FlowTable {
   // where. False, with nothing moved, if no short chain ends in a free slot.
   bool make_room(uint32_t b1, uint32_t b2, uint32_t* bucket, uint32_t* slot) noexcept;
 
+  // What prefetch_entry() found, for lookup() of the same key later in the burst: the
+  // slot ref whose signature matched. A hint is only a guess (the entry may since have been
+  // freed or reused): lookup() trusts it only if the entry is live and holds the key in
+  // that direction, which makes it the right answer (cuckoo moves change where a ref sits,
+  // never the ref). Saves lookup() scanning the buckets again.
+  struct Hint {
+    uint64_t hash = 0;
+    uint32_t ref = kNoSlot;
+  };
+  static constexpr uint32_t kHints = 64;  // direct-mapped by hash; > a burst
+  mutable std::array<Hint, kHints> hints_{};
+  bool holds(uint32_t ref, const FlowKey& key) const noexcept {
+    const FlowEntry& e = entries_[ref >> 1];
+    return e.state != kFreeState && ((ref & 1) == 0 ? e.fwd == key : e.reverse_key() == key);
+  }
+
   std::unique_ptr<FlowEntry[], FreeDeleter> entries_;
   std::unique_ptr<Bucket[], FreeDeleter> buckets_;
   uint32_t bucket_mask_ = 0;
