@@ -7,6 +7,7 @@ L4LB_PACKAGES=(
   prometheus
   python3-scapy python3-pytest iproute2 iputils-ping ethtool tcpdump procps
   clang-14 libclang-rt-14-dev   # libFuzzer targets (fuzz/)
+  valgrind   # scripts/bench --callgrind (per-stage instruction counts)
 )
 
 # Installs only what is missing, so a prepared machine starts at once.
