@@ -189,12 +189,9 @@ void Worker::process_burst(uint16_t in_port, rte_mbuf** pkts, uint16_t n,
     hashes[i] = hash_flow(parsed[i].key);
     flows_.prefetch(hashes[i]);
   }
-  // Pass 1b: the buckets have arrived (or are on their way); fetch the entries they name,
-  // and for a certain miss the buckets its insert will write the reverse key into.
+  // Pass 1b: the buckets have arrived (or are on their way); fetch the entries they name.
   for (uint16_t i = 0; i < n; ++i) {
-    if (hashes[i] != 0 && !flows_.prefetch_entry(hashes[i])) {
-      prefetch_new_flow(parsed[i], hashes[i], snap);
-    }
+    if (hashes[i] != 0) flows_.prefetch_entry(hashes[i]);
   }
   // Pass 2: decide and act.
   for (uint16_t i = 0; i < n; ++i) {
@@ -232,17 +229,6 @@ uint16_t Worker::owner_of(const ParsedPacket& p, const Snapshot& snap) const noe
   const uint32_t client_ip = request ? p.key.src_ip : p.key.dst_ip;
   const uint16_t client_port = request ? p.key.src_port : p.key.dst_port;
   return owner_hash_.owner(client_ip, client_port);
-}
-
-void Worker::prefetch_new_flow(const ParsedPacket& p, uint64_t hash,
-                               const Snapshot& snap) noexcept {
-  const ServicePort* sp = snap.services.find(p.key.dst_ip, p.proto, p.key.dst_port);
-  if (sp == nullptr) return;  // a reply without a flow, or not for a Service
-  const int b = sp->pick(hash, p.key.src_ip);
-  if (b < 0) return;
-  const FlowKey reply{sp->backend_ips_be[b], p.key.src_ip, sp->target_port_be, p.key.src_port,
-                      p.proto};
-  flows_.prefetch(hash_flow(reply));
 }
 
 void Worker::stage_handoff(uint16_t to, rte_mbuf* m) noexcept {

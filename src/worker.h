@@ -72,9 +72,6 @@ class Worker {
   // The worker that owns a TCP/UDP flow: a function of its client side (protocol, client
   // IP, client port), which requests carry as source and replies as destination.
   uint16_t owner_of(const ParsedPacket& p, const Snapshot& snap) const noexcept;
-  // A packet that certainly opens a flow: starts loading the index buckets its insert
-  // will need for the reverse key (known once Maglev has picked the backend).
-  void prefetch_new_flow(const ParsedPacket& p, uint64_t hash, const Snapshot& snap) noexcept;
   void stage_handoff(uint16_t to, rte_mbuf* m) noexcept;
   void flush_handoffs() noexcept;
   void share_arp(rte_mbuf* m, uint16_t in_port) noexcept;
