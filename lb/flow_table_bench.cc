@@ -34,8 +34,8 @@ double round_ns(FlowTable& t, uint32_t& next_client, uint32_t flows, bool prefet
     FlowNat nats[kBurst];
     for (uint32_t i = 0; i < kBurst; ++i) {
       const uint32_t c = next_client++;
-      keys[i] = FlowKey{__builtin_bswap32(0xc6120000u + (c >> 16)), kVip,
-                        static_cast<uint16_t>(c), 0x5000, kIpProtoTcp};
+      keys[i] = FlowKey{__builtin_bswap32(0xc6120000u + (c >> 16)), kVip, static_cast<uint16_t>(c),
+                        0x5000, kIpProtoTcp};
       hashes[i] = hash_flow(keys[i]);
       // Backend: a stand-in for the Maglev pick (10 backends).
       nats[i] = FlowNat{kVip, __builtin_bswap32(0x0a04010b + hashes[i] % 10), 0x5000, 0x901f, 1};

@@ -13,19 +13,26 @@ const std::array<uint8_t, 40> kRssKey = {
 
 const char* steering_mode_name(SteeringMode m) noexcept {
   switch (m) {
-    case SteeringMode::kSingleQueue: return "single-queue";
-    case SteeringMode::kRssFields: return "rss-fields";
-    case SteeringMode::kFlowRule: return "flow-rule";
-    case SteeringMode::kSoftware: return "software";
+    case SteeringMode::kSingleQueue:
+      return "single-queue";
+    case SteeringMode::kRssFields:
+      return "rss-fields";
+    case SteeringMode::kFlowRule:
+      return "flow-rule";
+    case SteeringMode::kSoftware:
+      return "software";
   }
   return "?";
 }
 
 const char* port_side_name(PortSide s) noexcept {
   switch (s) {
-    case PortSide::kClients: return "clients";
-    case PortSide::kPods: return "pods";
-    case PortSide::kBoth: return "clients and pods";
+    case PortSide::kClients:
+      return "clients";
+    case PortSide::kPods:
+      return "pods";
+    case PortSide::kBoth:
+      return "clients and pods";
   }
   return "?";
 }
@@ -47,7 +54,8 @@ std::vector<SteeringMode> steering_order(const SteeringCaps& caps, PortSide side
 std::vector<PortSide> port_sides(const std::vector<bool>& routes_to_pods) {
   std::vector<PortSide> sides(routes_to_pods.size(), PortSide::kBoth);
   if (routes_to_pods.size() != 2 || routes_to_pods[0] == routes_to_pods[1]) return sides;
-  for (size_t i = 0; i < 2; ++i) sides[i] = routes_to_pods[i] ? PortSide::kPods : PortSide::kClients;
+  for (size_t i = 0; i < 2; ++i)
+    sides[i] = routes_to_pods[i] ? PortSide::kPods : PortSide::kClients;
   return sides;
 }
 
@@ -55,7 +63,8 @@ uint32_t toeplitz(const uint8_t* key, size_t key_len, const uint8_t* data, size_
   if (key_len < len + 4) throw std::invalid_argument("Toeplitz key shorter than input + 4 bytes");
   uint32_t result = 0;
   // The 32-bit window of the key starting at the current input bit.
-  uint32_t window = uint32_t{key[0]} << 24 | uint32_t{key[1]} << 16 | uint32_t{key[2]} << 8 | key[3];
+  uint32_t window =
+      uint32_t{key[0]} << 24 | uint32_t{key[1]} << 16 | uint32_t{key[2]} << 8 | key[3];
   for (size_t i = 0; i < len; ++i) {
     for (int bit = 7; bit >= 0; --bit) {
       if (data[i] >> bit & 1) result ^= window;

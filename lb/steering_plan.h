@@ -27,8 +27,8 @@ const char* port_side_name(PortSide s) noexcept;
 // What the NIC advertises (rte_eth_dev_info, translated by src/steering.cc).
 struct SteeringCaps {
   uint16_t queues = 1;
-  bool rss_tcp_udp_ipv4 = false;   // NONFRAG_IPV4_TCP and NONFRAG_IPV4_UDP
-  bool rss_src_dst_only = false;   // L3_SRC_ONLY, L3_DST_ONLY, L4_SRC_ONLY, L4_DST_ONLY
+  bool rss_tcp_udp_ipv4 = false;  // NONFRAG_IPV4_TCP and NONFRAG_IPV4_UDP
+  bool rss_src_dst_only = false;  // L3_SRC_ONLY, L3_DST_ONLY, L4_SRC_ONLY, L4_DST_ONLY
 };
 
 // Modes to try, best first. The last one (kSoftware or kSingleQueue) cannot fail; the

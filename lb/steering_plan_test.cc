@@ -1,8 +1,7 @@
 #include "lb/steering_plan.h"
 
-#include <gtest/gtest.h>
-
 #include <arpa/inet.h>
+#include <gtest/gtest.h>
 
 #include <cstring>
 #include <random>
@@ -51,8 +50,10 @@ TEST(SteeringOrder, LastChoiceCannotFail) {
 }
 
 TEST(PortSides, TwoArmedFromRoutes) {
-  EXPECT_EQ(port_sides({false, true}), (std::vector<PortSide>{PortSide::kClients, PortSide::kPods}));
-  EXPECT_EQ(port_sides({true, false}), (std::vector<PortSide>{PortSide::kPods, PortSide::kClients}));
+  EXPECT_EQ(port_sides({false, true}),
+            (std::vector<PortSide>{PortSide::kClients, PortSide::kPods}));
+  EXPECT_EQ(port_sides({true, false}),
+            (std::vector<PortSide>{PortSide::kPods, PortSide::kClients}));
 }
 
 TEST(PortSides, AnythingElseIsBoth) {
@@ -74,10 +75,9 @@ TEST(SteeringNames, Distinct) {
 TEST(Toeplitz, MicrosoftVerificationVectors) {
   const uint8_t ip_pair[] = {66, 9, 149, 187, 161, 142, 100, 80};
   EXPECT_EQ(toeplitz(kRssKey.data(), kRssKey.size(), ip_pair, sizeof ip_pair), 0x323e8fc2u);
-  const uint8_t four_tuple[] = {66, 9, 149, 187, 161, 142, 100, 80, 2794 >> 8, 2794 & 0xff,
-                                1766 >> 8, 1766 & 0xff};
-  EXPECT_EQ(toeplitz(kRssKey.data(), kRssKey.size(), four_tuple, sizeof four_tuple),
-            0x51ccc178u);
+  const uint8_t four_tuple[] = {66,  9,  149,       187,         161,       142,
+                                100, 80, 2794 >> 8, 2794 & 0xff, 1766 >> 8, 1766 & 0xff};
+  EXPECT_EQ(toeplitz(kRssKey.data(), kRssKey.size(), four_tuple, sizeof four_tuple), 0x51ccc178u);
 }
 
 TEST(OwnerHash, TablesMatchTheReference) {

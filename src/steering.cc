@@ -90,16 +90,15 @@ bool create_flow_rules(uint16_t port_id, const rte_eth_dev_info& info, uint16_t 
                        PortSide side, std::string& detail) {
   std::vector<uint16_t> queue_list(queues);
   for (uint16_t q = 0; q < queues; ++q) queue_list[q] = q;
-  const rte_flow_attr attr{.group = 0, .priority = 0, .ingress = 1, .egress = 0,
-                           .transfer = 0, .reserved = 0};
+  const rte_flow_attr attr{
+      .group = 0, .priority = 0, .ingress = 1, .egress = 0, .transfer = 0, .reserved = 0};
   std::vector<rte_flow*> made;
   for (auto [proto, rss_type] : {std::pair{RTE_FLOW_ITEM_TYPE_TCP, RTE_ETH_RSS_NONFRAG_IPV4_TCP},
                                  std::pair{RTE_FLOW_ITEM_TYPE_UDP, RTE_ETH_RSS_NONFRAG_IPV4_UDP}}) {
-    const rte_flow_item pattern[] = {
-        {RTE_FLOW_ITEM_TYPE_ETH, nullptr, nullptr, nullptr},
-        {RTE_FLOW_ITEM_TYPE_IPV4, nullptr, nullptr, nullptr},
-        {proto, nullptr, nullptr, nullptr},
-        {RTE_FLOW_ITEM_TYPE_END, nullptr, nullptr, nullptr}};
+    const rte_flow_item pattern[] = {{RTE_FLOW_ITEM_TYPE_ETH, nullptr, nullptr, nullptr},
+                                     {RTE_FLOW_ITEM_TYPE_IPV4, nullptr, nullptr, nullptr},
+                                     {proto, nullptr, nullptr, nullptr},
+                                     {RTE_FLOW_ITEM_TYPE_END, nullptr, nullptr, nullptr}};
     rte_flow_action_rss rss{};
     rss.func = RTE_ETH_HASH_FUNCTION_TOEPLITZ;
     rss.level = 0;
@@ -159,8 +158,8 @@ SteeringPlan plan_port_steering(const rte_eth_dev_info& info, uint16_t queues, P
   return plan;
 }
 
-SteeringResult apply_port_steering(uint16_t port_id, const rte_eth_dev_info& info,
-                                   uint16_t queues, const SteeringPlan& plan) {
+SteeringResult apply_port_steering(uint16_t port_id, const rte_eth_dev_info& info, uint16_t queues,
+                                   const SteeringPlan& plan) {
   SteeringResult r;
   for (SteeringMode m : plan.order) {
     r.mode = m;

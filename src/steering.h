@@ -32,7 +32,7 @@ struct SteeringResult {
 
 // After rte_eth_dev_start: tries the plan's modes in order and keeps the first that the
 // device accepts and reports back.
-SteeringResult apply_port_steering(uint16_t port_id, const rte_eth_dev_info& info,
-                                   uint16_t queues, const SteeringPlan& plan);
+SteeringResult apply_port_steering(uint16_t port_id, const rte_eth_dev_info& info, uint16_t queues,
+                                   const SteeringPlan& plan);
 
 }  // namespace l4lb
