@@ -101,15 +101,20 @@ uint32_t FlowTable::find_ref(const FlowKey& key, uint64_t hash) const noexcept {
   return find_in(buckets_[alt_bucket(b1, sig)], sig, key);
 }
 
-void FlowTable::prefetch_entry(uint64_t hash) const noexcept {
+bool FlowTable::prefetch_entry(uint64_t hash) const noexcept {
   const uint32_t sig = signature(hash);
   const uint32_t b1 = primary_bucket(hash);
+  bool any = false;
   for (uint32_t b : {b1, alt_bucket(b1, sig)}) {
     const Bucket& bk = buckets_[b];
     for (unsigned match = match_mask(bk, sig); match != 0; match &= match - 1) {
-      __builtin_prefetch(&entries_[bk.ref[std::countr_zero(match)] >> 1]);
+      const uint32_t ref = bk.ref[std::countr_zero(match)];
+      __builtin_prefetch(&entries_[ref >> 1]);
+      if (!any) hints_[hash & (kHints - 1)] = Hint{hash, ref};
+      any = true;
     }
   }
+  return any;
 }
 
 FlowHit FlowTable::peek(const FlowKey& key, uint64_t hash) const noexcept {
@@ -119,7 +124,9 @@ FlowHit FlowTable::peek(const FlowKey& key, uint64_t hash) const noexcept {
 }
 
 FlowHit FlowTable::lookup(const FlowKey& key, uint64_t hash, uint32_t now_s) noexcept {
-  const uint32_t ref = find_ref(key, hash);
+  const Hint& hint = hints_[hash & (kHints - 1)];
+  const uint32_t ref =
+      hint.hash == hash && hint.ref != kNoSlot && holds(hint.ref, key) ? hint.ref : find_ref(key, hash);
   if (ref == kNoSlot) return {};
   FlowEntry* e = &entries_[ref >> 1];
   if (expired(*e, now_s)) {
@@ -334,11 +341,15 @@ void FlowTable::update(FlowEntry* e, FlowDir dir, uint8_t tcp_flags, uint32_t no
 }
 
 void FlowTable::remove(FlowEntry* e) noexcept {
+  remove_hashed(e, hash_flow(e->fwd), hash_flow(e->reverse_key()));
+}
+
+void FlowTable::remove_hashed(FlowEntry* e, uint64_t fwd_hash, uint64_t rev_hash) noexcept {
   assert(e->state != kFreeState && "remove of a free entry");
   const auto idx = static_cast<uint32_t>(e - entries_.get());
   if (on_remove_ != nullptr) on_remove_(on_remove_ctx_, *e);
-  index_del(hash_flow(e->fwd), idx << 1 | static_cast<uint32_t>(FlowDir::kForward));
-  index_del(hash_flow(e->reverse_key()), idx << 1 | static_cast<uint32_t>(FlowDir::kReverse));
+  index_del(fwd_hash, idx << 1 | static_cast<uint32_t>(FlowDir::kForward));
+  index_del(rev_hash, idx << 1 | static_cast<uint32_t>(FlowDir::kReverse));
   e->state = kFreeState;
   e->created_s = free_head_;
   free_head_ = idx;
@@ -346,14 +357,31 @@ void FlowTable::remove(FlowEntry* e) noexcept {
 }
 
 uint32_t FlowTable::expire(uint32_t now_s, uint32_t budget) noexcept {
+  // In chunks: first find the expired entries of a chunk and start loading the index
+  // buckets of both their keys, then remove them, so the (random, cold) bucket misses of a
+  // chunk overlap instead of costing one full miss each, one after the other.
+  constexpr uint32_t kChunk = 32;
   uint32_t removed = 0;
-  for (uint32_t n = std::min(budget, capacity_); n > 0; --n) {
-    FlowEntry& e = entries_[hand_];
-    if (e.state != kFreeState && expired(e, now_s)) {
-      remove(&e);
-      ++removed;
+  for (uint32_t left = std::min(budget, capacity_); left > 0;) {
+    const uint32_t chunk = std::min(left, kChunk);
+    left -= chunk;
+    uint32_t found[kChunk];
+    uint64_t fwd_hash[kChunk];
+    uint64_t rev_hash[kChunk];
+    uint32_t n = 0;
+    for (uint32_t k = 0; k < chunk; ++k) {
+      const FlowEntry& e = entries_[hand_];
+      if (e.state != kFreeState && expired(e, now_s)) {
+        fwd_hash[n] = hash_flow(e.fwd);
+        rev_hash[n] = hash_flow(e.reverse_key());
+        prefetch(fwd_hash[n]);
+        prefetch(rev_hash[n]);
+        found[n++] = hand_;
+      }
+      hand_ = hand_ + 1 == capacity_ ? 0 : hand_ + 1;
     }
-    hand_ = hand_ + 1 == capacity_ ? 0 : hand_ + 1;
+    for (uint32_t i = 0; i < n; ++i) remove_hashed(&entries_[found[i]], fwd_hash[i], rev_hash[i]);
+    removed += n;
   }
   return removed;
 }

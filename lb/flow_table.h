@@ -113,8 +113,10 @@ class FlowTable {
     __builtin_prefetch(&buckets_[alt_bucket(b1, signature(hash))]);
   }
   // Second pass over a burst, after prefetch(): reads the candidate buckets (in cache by
-  // now) and prefetches the entries whose signature matches.
-  void prefetch_entry(uint64_t hash) const noexcept;
+  // now) and prefetches the entries whose signature matches. False when no slot has the
+  // key's signature: the key is certainly absent (a new flow). (Prefetching such a flow's
+  // reverse-key buckets before its insert gained nothing measurable: flow_table_bench.)
+  bool prefetch_entry(uint64_t hash) const noexcept;
   // Finds the entry by either key. An entry past its timeout counts as a miss and is removed.
   FlowHit lookup(const FlowKey& key, uint64_t hash, uint32_t now_s) noexcept;
   // The entry for either key, expired or not; changes nothing (for the packet tracer).
@@ -228,6 +230,8 @@ class FlowTable {
   bool index_add(uint64_t hash, uint32_t ref) noexcept;
   // Clears the one slot holding `ref` among the key's two candidate buckets.
   void index_del(uint64_t hash, uint32_t ref) noexcept;
+  // remove() with the hashes of both keys already computed.
+  void remove_hashed(FlowEntry* e, uint64_t fwd_hash, uint64_t rev_hash) noexcept;
   // Frees a slot in b1 or b2 by moving a chain of keys each to its other bucket; returns
   // where. False, with nothing moved, if no short chain ends in a free slot.
   bool make_room(uint32_t b1, uint32_t b2, uint32_t* bucket, uint32_t* slot) noexcept;
@@ -235,6 +239,22 @@ class FlowTable {
   // two hashes: an expired entry, else the least recently seen kSynSent, kSynAckSeen or
   // kClosing one. False when there is none.
   bool evict_unestablished(uint64_t hash_a, uint64_t hash_b, uint32_t now_s) noexcept;
+
+  // What prefetch_entry() found, for lookup() of the same key later in the burst: the
+  // slot ref whose signature matched. A hint is only a guess (the entry may since have been
+  // freed or reused): lookup() trusts it only if the entry is live and holds the key in
+  // that direction, which makes it the right answer (cuckoo moves change where a ref sits,
+  // never the ref). Saves lookup() scanning the buckets again.
+  struct Hint {
+    uint64_t hash = 0;
+    uint32_t ref = kNoSlot;
+  };
+  static constexpr uint32_t kHints = 64;  // direct-mapped by hash; > a burst
+  mutable std::array<Hint, kHints> hints_{};
+  bool holds(uint32_t ref, const FlowKey& key) const noexcept {
+    const FlowEntry& e = entries_[ref >> 1];
+    return e.state != kFreeState && ((ref & 1) == 0 ? e.fwd == key : e.reverse_key() == key);
+  }
 
   std::unique_ptr<FlowEntry[], FreeDeleter> entries_;
   std::unique_ptr<Bucket[], FreeDeleter> buckets_;

@@ -423,6 +423,28 @@ TEST(FlowTable, RemoveMakesBothKeysMiss) {
   EXPECT_EQ(n, 1u);
 }
 
+TEST(FlowTable, StaleHintOfAReusedEntryIsNotTrusted) {
+  // prefetch_entry() leaves a hint (the slot it found) for the lookup later in the burst;
+  // in between, the flow may end and its entry be reused by another flow.
+  FlowTable t(16, {});
+  const Flow a = make_flow(1, 1000), b = make_flow(2, 2000);
+  FlowEntry* ea = add(t, a, kTcpSyn, 10);
+  ASSERT_NE(ea, nullptr);
+  EXPECT_TRUE(t.prefetch_entry(hash_flow(a.fwd)));
+  EXPECT_TRUE(t.prefetch_entry(hash_flow(a.rev())));
+  t.remove(ea);
+  FlowEntry* eb = add(t, b, kTcpSyn, 10);
+  ASSERT_EQ(eb, ea);  // the free list hands the same entry back
+  EXPECT_EQ(find(t, a.fwd, 10).entry, nullptr);
+  EXPECT_EQ(find(t, a.rev(), 10).entry, nullptr);
+  EXPECT_EQ(find(t, b.fwd, 10).entry, eb);
+  // And a hint of a key that is then freed outright misses too.
+  EXPECT_TRUE(t.prefetch_entry(hash_flow(b.fwd)));
+  t.remove(eb);
+  EXPECT_EQ(find(t, b.fwd, 10).entry, nullptr);
+  EXPECT_FALSE(t.prefetch_entry(hash_flow(b.fwd)));  // certainly absent now
+}
+
 TEST(FlowTable, ReverseKeyOfALiveFlowIsNotTakenOver) {
   FlowTable t(64, kTimeouts);
   // Same client address and port towards two VIP ports, both pinned to the same pod:port.

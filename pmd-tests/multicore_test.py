@@ -123,3 +123,12 @@ def test_flows_were_handed_over_and_none_split(run):
     assert drops["no_flow"] == 0
     assert c["nat_reverse"] >= 3 * 2 * PER_VIP
     assert c["flow_insert_failed"] == 0
+
+
+def test_af_packet_ports_steer_in_software(run):
+    # net_af_packet has neither RSS field selection nor rte_flow: one line per port says so.
+    for port, side in (("wan", "clients"), ("lan", "pods")):
+        lines = [l for l in run["log"].splitlines() if f"port {port}: steering " in l]
+        assert len(lines) == 1, run["log"][-3000:]
+        assert f"port {port}: steering software ({side} side: rte_flow RSS rule for TCP not " \
+               "created" in lines[0], lines[0]

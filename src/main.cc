@@ -141,8 +141,9 @@ int run(const std::string& config_path, const std::string& eal_args,
     return sum;
   });
   L4LB_INFO("steering: %s", n == 1 ? "one worker owns every flow"
-                                   : "RSS spreads packets; a packet on a queue whose worker does "
-                                     "not own its flow is handed over on an SPSC ring");
+                                   : "each flow has an owner worker (Toeplitz over its client IP "
+                                     "and port); a packet on another worker's queue is handed "
+                                     "over on an SPSC ring");
   for (auto& w : workers) {
     if (int rc = rte_eal_remote_launch(&Worker::launch, w.get(), w->lcore()); rc != 0) {
       throw std::runtime_error("cannot launch worker on lcore " + std::to_string(w->lcore()));

@@ -100,7 +100,12 @@ class MetricsCollector : public prometheus::Collectable {
       add(tx_err, l, static_cast<double>(s.oerrors));
       add(nombuf, l, static_cast<double>(s.rx_nombuf));
     }
-    for (auto* f : {&rx, &rxb, &tx, &txb, &missed, &rx_err, &tx_err, &nombuf}) {
+    auto steering = family("port_steering_info", "how a flow's packets reach its owner worker "
+                           "(single-queue, rss-fields, flow-rule, software)", MetricType::Gauge);
+    for (const auto& p : ports_) {
+      add(steering, {{"port", p.name}, {"mode", steering_mode_name(p.steering)}}, 1);
+    }
+    for (auto* f : {&rx, &rxb, &tx, &txb, &missed, &rx_err, &tx_err, &nombuf, &steering}) {
       out.push_back(std::move(*f));
     }
   }

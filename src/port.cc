@@ -13,6 +13,7 @@
 #include <stdexcept>
 
 #include "src/log.h"
+#include "src/steering.h"
 
 #undef L4LB_LOG_MODULE
 #define L4LB_LOG_MODULE ::l4lb::LogModule::kPort
@@ -110,6 +111,18 @@ void start_tap(PortInfo& p, size_t index, const config::PortConfig& pc,
             pc.tap.c_str(), format_ipv4(pc.address.addr).c_str(), pc.address.len);
 }
 
+// Two-armed set-ups: the port that routes to the pods (a route narrower than the default
+// one with its next hop on the port's subnet) receives replies, the other requests.
+std::vector<PortSide> port_sides_of(const config::DataplaneConfig& dp) {
+  std::vector<bool> routes_to_pods;
+  for (const auto& pc : dp.ports) {
+    bool pods = false;
+    for (const auto& r : dp.routes) pods |= r.prefix.len > 0 && r.via != 0 && pc.address.contains(r.via);
+    routes_to_pods.push_back(pods);
+  }
+  return port_sides(routes_to_pods);
+}
+
 }  // namespace
 
 std::optional<MacAddr> device_mac(const std::string& device) {
@@ -130,8 +143,10 @@ std::vector<std::string> device_eal_args(const std::string& device, bool probe_a
 std::vector<PortInfo> start_ports(const config::DataplaneConfig& dp, uint16_t queues) {
   std::vector<PortInfo> ports;
   std::map<int, rte_mempool*> pools;  // one per NUMA socket
+  const std::vector<PortSide> sides = port_sides_of(dp);
   for (const auto& pc : dp.ports) {
     PortInfo p;
+    p.side = sides[ports.size()];
     p.name = pc.name;
     p.device = pc.device;
     p.addr_be = hton32(pc.address.addr);
@@ -178,11 +193,7 @@ std::vector<PortInfo> start_ports(const config::DataplaneConfig& dp, uint16_t qu
                                std::to_string(info.max_tx_queues) + " TX");
     }
     rte_eth_conf conf{};
-    if (queues > 1) {
-      conf.rxmode.mq_mode = RTE_ETH_MQ_RX_RSS;
-      conf.rx_adv_conf.rss_conf.rss_hf =
-          (RTE_ETH_RSS_IP | RTE_ETH_RSS_TCP | RTE_ETH_RSS_UDP) & info.flow_type_rss_offloads;
-    }
+    const SteeringPlan steering = plan_port_steering(info, queues, p.side, conf);
     constexpr uint64_t kCsumOffloads = RTE_ETH_TX_OFFLOAD_IPV4_CKSUM |
                                        RTE_ETH_TX_OFFLOAD_TCP_CKSUM | RTE_ETH_TX_OFFLOAD_UDP_CKSUM;
     p.tx_csum_offload = (info.tx_offload_capa & kCsumOffloads) == kCsumOffloads;
@@ -236,6 +247,11 @@ std::vector<PortInfo> start_ports(const config::DataplaneConfig& dp, uint16_t qu
               software_mac || pc.promiscuous ? " (promiscuous)" : "",
               format_ipv4(pc.address.addr).c_str(), pc.address.len, p.mtu, queues,
               p.tx_csum_offload ? "TX offload" : "software (RFC 1624 incremental)");
+    SteeringResult steered = apply_port_steering(p.port_id, info, queues, steering);
+    p.steering = steered.mode;
+    p.steering_detail = std::move(steered.detail);
+    L4LB_INFO("port %s: steering %s (%s side: %s)", p.name.c_str(),
+              steering_mode_name(p.steering), port_side_name(p.side), p.steering_detail.c_str());
     if (!pc.tap.empty()) start_tap(p, ports.size(), pc, dp);
     ports.push_back(std::move(p));
   }

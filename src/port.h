@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "lb/cidr.h"
+#include "lb/steering_plan.h"
 #include "nat/headers.h"
 #include "src/config/config.h"
 
@@ -27,6 +28,10 @@ struct PortInfo {
   uint32_t mtu = 1500;
   uint16_t queues = 1;
   bool tx_csum_offload = false;  // the NIC fills IPv4 and TCP/UDP checksums
+  // How a flow's packets reach its owner worker (src/steering.h), and why.
+  SteeringMode steering = SteeringMode::kSingleQueue;
+  PortSide side = PortSide::kBoth;
+  std::string steering_detail;
   // Kernel twin (net_tap) for the host's own traffic; same MAC and address as the port.
   bool has_tap = false;
   uint16_t tap_port_id = 0;

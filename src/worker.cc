@@ -40,6 +40,7 @@ Worker::Worker(const WorkerSettings& settings, const std::vector<PortInfo>& port
       flows_(settings.flow_capacity, settings.timeouts),
       frags_(kFragDatagrams, kFragHeld, kFragTimeoutS),
       icmp_errors_(settings.icmp_errors_per_s, kIcmpErrorBurst, rte_get_tsc_hz()),
+      owner_hash_(settings.workers),
       neighbors_(rte_get_tsc_hz()),
       tsc_hz_(rte_get_tsc_hz()),
       start_tsc_(rte_rdtsc()) {
@@ -249,11 +250,8 @@ uint16_t Worker::owner_of(const ParsedPacket& p, const Snapshot& snap) const noe
   const bool request = snap.services.is_vip(p.key.dst_ip);
   const uint32_t client_ip = request ? p.key.src_ip : p.key.dst_ip;
   const uint16_t client_port = request ? p.key.src_port : p.key.dst_port;
-  // key.proto, not proto: an ICMP error goes where the flow it quotes lives.
-  const uint64_t h =
-      mix64((uint64_t{client_ip} << 32) | (uint64_t{client_port} << 8) | p.key.proto);
-  // Multiply-shift maps the hash onto [0, workers) without a division.
-  return static_cast<uint16_t>(((h & 0xffffffff) * settings_.workers) >> 32);
+  // key, not proto: an ICMP error goes where the flow it quotes lives.
+  return owner_hash_.owner(client_ip, client_port);
 }
 
 void Worker::stage_handoff(uint16_t to, rte_mbuf* m) noexcept {

@@ -16,6 +16,7 @@
 #include "lb/token_bucket.h"
 #include "src/capture.h"
 #include "src/log_rate.h"
+#include "lb/steering_plan.h"
 #include "src/neighbor.h"
 #include "src/port.h"
 #include "src/snapshot.h"
@@ -155,6 +156,7 @@ class Worker {
   rte_mbuf* frag_released_[FragTable::kHoldPerEntry];
   uint32_t frag_released_count_ = 0;
   FragDecision frag_released_decision_;
+  OwnerHash owner_hash_;  // the same function the NIC's steering computes
   NeighborTable neighbors_;
   std::vector<rte_eth_dev_tx_buffer*> tx_buffers_;
   std::vector<rte_ring*> handoff_out_;  // [to]; null for this worker

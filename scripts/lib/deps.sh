@@ -8,6 +8,7 @@ L4LB_PACKAGES=(
   python3-scapy python3-pytest iproute2 iputils-ping ethtool tcpdump procps
   clang-14 libclang-rt-14-dev   # libFuzzer targets (fuzz/)
   qemu-system-x86 debootstrap cpio qemu-utils systemd   # VM image and test (deploy/, pmd-tests/vm_test.py)
+  valgrind   # scripts/bench --callgrind (per-stage instruction counts)
 )
 
 # Installs only what is missing, so a prepared machine starts at once.
