@@ -2,6 +2,7 @@
 // workers on their lcores -> control loop (signals) -> stop workers -> flush -> close.
 #include <rte_eal.h>
 #include <rte_lcore.h>
+#include <rte_mbuf.h>
 #include <rte_ring.h>
 
 #include <numa.h>
@@ -182,7 +183,17 @@ int run(const std::string& config_path, const std::string& eal_args,
   for (auto& w : workers) all.push_back(&w->counters());
   std::vector<std::string> names;
   for (auto& p : ports) names.push_back(p.name);
-  std::string json = counters_json(sum_counters(all), names);
+  WorkerCounters total = sum_counters(all);
+  // Packets handed off in a worker's last iterations never reached their owner: count and
+  // free them, so that sent == received + left at stop.
+  for (rte_ring* r : handoff) {
+    void* m = nullptr;
+    while (r != nullptr && rte_ring_dequeue(r, &m) == 0) {
+      rte_pktmbuf_free(static_cast<rte_mbuf*>(m));
+      total.handoff_left_at_stop++;
+    }
+  }
+  std::string json = counters_json(total, names);
   if (!stats_file.empty()) {
     std::ofstream(stats_file) << json << "\n";
   }

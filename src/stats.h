@@ -43,6 +43,7 @@ constexpr size_t kMaxPorts = 8;
   X(from_kernel, "packets the kernel twin sent out of its port")                         \
   X(handoff_sent, "packets handed to the worker that owns their flow")                  \
   X(handoff_received, "packets received from another worker's queue")                   \
+  X(handoff_left_at_stop, "handed-off packets still in a ring when the workers stopped")  \
   X(capture_packets, "packets copied into a live capture (POST /v1/capture)")            \
   X(capture_dropped, "packets a live capture missed: the worker's capture ring was full") \
   X(busy_cycles, "TSC cycles in loop iterations that received packets")                 \
