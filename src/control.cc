@@ -186,10 +186,6 @@ ChangeResult Control::reload_file() {
 
 ChangeResult Control::apply_locked(config::Config next, std::vector<ServiceSource> sources,
                                    ChangeStatus ok_status, const std::string& what) {
-  // Defence in depth: the request was checked on its own; this checks it among the others.
-  if (auto errors = config::validate_services(next); !errors.empty()) {
-    return {ChangeStatus::kConflict, std::move(errors), generation_};
-  }
   try {
     publisher_.publish(build_snapshot(next, ports_, generation_ + 1, slots_, health_view(), publisher_.current()));
   } catch (const std::exception& e) {
@@ -209,48 +205,23 @@ ChangeResult Control::apply_locked(config::Config next, std::vector<ServiceSourc
 
 ChangeResult Control::put_service(const std::string& name, std::string_view document) {
   std::lock_guard lock(mutex_);
-  config::ServiceLoadResult loaded = config::load_service_string(document, running_.dataplane);
-  if (!loaded.ok()) return {ChangeStatus::kInvalid, std::move(loaded.errors), generation_};
-  config::ServiceConfig& svc = *loaded.service;
-  if (svc.name != name) {
-    return {ChangeStatus::kInvalid,
-            {{"name",
-              "name: \"" + svc.name + "\" does not match the Service in the URL (\"" + name + "\")",
-              svc.line}},
-            generation_};
+  ServiceEdit edit = plan_put_service(running_, sources_, name, document);
+  if (!edit.result.applied()) {
+    edit.result.generation = generation_;
+    return std::move(edit.result);
   }
-  if (auto conflict = config::find_exposure_conflict(running_.services, svc)) {
-    return {ChangeStatus::kConflict, {*conflict}, generation_};
-  }
-  config::Config next = running_;
-  std::vector<ServiceSource> sources = sources_;
-  auto it = std::find_if(next.services.begin(), next.services.end(),
-                         [&](const config::ServiceConfig& s) { return s.name == name; });
-  ChangeStatus status = ChangeStatus::kOk;
-  if (it == next.services.end()) {
-    next.services.push_back(std::move(svc));
-    sources.push_back(ServiceSource::kApi);
-    status = ChangeStatus::kCreated;
-  } else {
-    *it = std::move(svc);
-    sources[static_cast<size_t>(it - next.services.begin())] = ServiceSource::kApi;
-  }
-  return apply_locked(std::move(next), std::move(sources), status, "PUT Service " + name);
+  return apply_locked(std::move(edit.next), std::move(edit.sources), edit.result.status,
+                      "PUT Service " + name);
 }
 
 ChangeResult Control::delete_service(const std::string& name) {
   std::lock_guard lock(mutex_);
-  auto it = std::find_if(running_.services.begin(), running_.services.end(),
-                         [&](const config::ServiceConfig& s) { return s.name == name; });
-  if (it == running_.services.end()) {
-    return {ChangeStatus::kNotFound, {{"", "no Service named \"" + name + "\"", 0}}, generation_};
+  ServiceEdit edit = plan_delete_service(running_, sources_, name);
+  if (!edit.result.applied()) {
+    edit.result.generation = generation_;
+    return std::move(edit.result);
   }
-  const auto i = static_cast<size_t>(it - running_.services.begin());
-  config::Config next = running_;
-  std::vector<ServiceSource> sources = sources_;
-  next.services.erase(next.services.begin() + static_cast<std::ptrdiff_t>(i));
-  sources.erase(sources.begin() + static_cast<std::ptrdiff_t>(i));
-  return apply_locked(std::move(next), std::move(sources), ChangeStatus::kOk,
+  return apply_locked(std::move(edit.next), std::move(edit.sources), edit.result.status,
                       "DELETE Service " + name);
 }
 

@@ -15,42 +15,10 @@
 #include "src/config/config.h"
 #include "src/health/checker.h"
 #include "src/port.h"
+#include "src/service_edit.h"
 #include "src/snapshot.h"
 
 namespace l4lb {
-
-// Where a running Service came from: the file, or a REST API edit made since the file was
-// last (re)loaded. A reload (SIGHUP, POST /v1/reload) replaces every API edit with the file.
-enum class ServiceSource : uint8_t { kFile, kApi };
-
-enum class ChangeStatus : uint8_t {
-  kOk,        // applied (or the reload ran): a new generation is published
-  kCreated,   // applied; the Service did not exist before
-  kInvalid,   // the request itself is wrong (400)
-  kConflict,  // it clashes with another running Service (409)
-  kNotFound,  // no such Service (404)
-  kFailed,    // valid, but the snapshot could not be built, or the file is bad (reload)
-};
-
-struct ChangeResult {
-  ChangeStatus status = ChangeStatus::kOk;
-  std::vector<config::FieldError> errors;  // every reason when not applied
-  uint64_t generation = 0;                 // the running generation afterwards
-  bool applied() const { return status == ChangeStatus::kOk || status == ChangeStatus::kCreated; }
-};
-
-// A consistent copy of what the API shows, taken under the mutex.
-struct ControlView {
-  config::Config running;
-  std::vector<ServiceSource> sources;  // one per running.services entry
-  uint64_t generation = 0;
-  double started_at = 0;  // wall-clock seconds
-  double last_reload_time = 0;
-  uint64_t reloads_ok = 0;
-  uint64_t reloads_failed = 0;
-  uint64_t api_changes = 0;
-  std::vector<std::string> last_reload_errors;  // of the last failed reload, `file:line: ...`
-};
 
 class Control {
  public:
@@ -100,7 +68,8 @@ class Control {
   void warn_restart_only(const config::Config& next) const;
   static std::vector<health::Target> health_targets(const config::Config& cfg);
   HealthView health_view() const;
-  // Builds and publishes `next`; on success it becomes the running config. Mutex held.
+  // Builds and publishes `next` (checked by plan_*_service); on success it becomes the
+  // running config. Mutex held.
   ChangeResult apply_locked(config::Config next, std::vector<ServiceSource> sources,
                             ChangeStatus ok_status, const std::string& what);
 

@@ -12,6 +12,7 @@
 #include <initializer_list>
 #include <limits>
 #include <map>
+#include <set>
 #include <sstream>
 #include <tuple>
 #include <utility>
@@ -1222,6 +1223,10 @@ void Loader::load_health_check(const Ref& ref, HealthCheckConfig& hc) {
         hc.timeout_ms = static_cast<uint32_t>(*v);
       }
     }
+  } else if (hc.timeout_ms > hc.interval_ms) {
+    // The default timeout must not outlast a shorter interval either (and the config shown
+    // by GET /v1/services, with the timeout spelled out, must load again).
+    hc.timeout_ms = hc.interval_ms;
   }
   if (auto f = m->find("healthyThreshold")) {
     if (auto v = integer(*f, 1, kMaxHealthThreshold)) {
@@ -1355,9 +1360,19 @@ std::vector<FieldError> validate_services(const Config& config) {
     if (svc.ports.empty()) {
       errors.push_back({at + ".ports", at + ".ports: must list at least one port", svc.line});
     }
+    std::set<std::string> port_names;
     for (size_t j = 0; j < svc.ports.size(); ++j) {
       const ServicePortConfig& sp = svc.ports[j];
       const std::string field = index(at + ".ports", j);
+      // The file loader's port-name rules, for Services built elsewhere (Kubernetes reader).
+      if (sp.name.empty() ? svc.ports.size() > 1
+                          : !is_dns1123_label(sp.name) || !port_names.insert(sp.name).second) {
+        errors.push_back({field + ".name",
+                          field + ".name: " +
+                              (sp.name.empty() ? "required when a Service has more than one port"
+                                               : quote(sp.name) + " is not a valid, unique port name"),
+                          sp.line});
+      }
       if (sp.port == 0 || sp.target_port == 0) {
         errors.push_back({field, field + ": port and targetPort must be 1-65535", sp.line});
         continue;

@@ -447,5 +447,29 @@ TEST(ConfigLoad, HealthCheckCodesHostAndPolicies) {
   EXPECT_EQ(nodes.config->dataplane.ports[1].tap, "lan-k");
 }
 
+// Found by fuzz_api: an interval shorter than the default timeout loaded with the timeout
+// left at 1000 ms, so the Service as GET shows it (timeoutMs spelled out) failed to load.
+TEST(ConfigLoad, DefaultTimeoutNeverOutlastsTheInterval) {
+  std::string yaml = std::string(kMinimal) + R"(services:
+  - name: web
+    vip: 172.16.0.1
+    ports: [{port: 80}]
+    healthCheck: {intervalMs: 500}
+  - name: explicit
+    vip: 172.16.0.2
+    ports: [{port: 80}]
+    healthCheck: {intervalMs: 500, timeoutMs: 1000}
+)";
+  LoadResult r = load_config_string(yaml, "t.yaml");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(error_lines(r), std::vector<std::string>{"t.yaml:12: services[1].healthCheck.timeoutMs:"
+                                                     " 1000 is longer than intervalMs 500"});
+  yaml.resize(yaml.find("  - name: explicit"));
+  r = load_config_string(yaml, "t.yaml");
+  ASSERT_TRUE(r.ok()) << joined(error_lines(r));
+  EXPECT_EQ(r.config->services[0].health_check->interval_ms, 500u);
+  EXPECT_EQ(r.config->services[0].health_check->timeout_ms, 500u);
+}
+
 }  // namespace
 }  // namespace l4lb::config

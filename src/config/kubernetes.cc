@@ -3,6 +3,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -95,6 +96,7 @@ class Reader {
   KubernetesResult read(std::string_view yaml) {
     for (const Document& doc : split_documents(yaml)) collect(doc);
     for (const Object& svc : services_) convert(svc);
+    check_together();
     for (const auto& [key, slices] : slices_) {
       if (!used_slices_.count(key)) {
         warn(slices.front().line, "EndpointSlice for Service " + key.first + "/" + key.second +
@@ -265,6 +267,11 @@ class Reader {
         std::string named;
         if (const YAML::Node tp = at(p, {"targetPort"}); tp) {
           if (auto n = integer(tp)) {
+            if (*n < 1 || *n > 65535) {
+              error(obj.line, label + ": targetPort " + scalar(tp) +
+                                  " is not a port number 1-65535");
+              continue;
+            }
             sp.target_port = static_cast<uint16_t>(*n);
           } else {
             named = scalar(tp);
@@ -326,7 +333,10 @@ class Reader {
     }
 
     add_backends(ns, name, label, obj.line, out, named_target);
-    if (result_.errors.size() == errors_before) result_.services.push_back(std::move(out));
+    if (result_.errors.size() == errors_before) {
+      result_.services.push_back(std::move(out));
+      labels_.push_back(label);
+    }
   }
 
   void add_backends(const std::string& ns, const std::string& name, const std::string& label,
@@ -415,8 +425,32 @@ class Reader {
     }
   }
 
+  // What the REST API would refuse about the Services among themselves is an error here, so
+  // that `l4lbctl apply` refuses the file rather than applying part of it: a name that is
+  // not a DNS-1035 label ("<namespace>-<name>" longer than 63 characters), two objects
+  // mapped to one name ("a-b" in default and "b" in namespace a), one VIP:port twice.
+  void check_together() {
+    Config all;
+    all.dataplane.maglev_table_size = UINT32_MAX;  // backend counts are the data plane's call
+    all.services = result_.services;
+    std::vector<bool> refused(all.services.size(), false);
+    for (const FieldError& e : validate_services(all)) {
+      // e.field is "services[<i>].<rest>", e.message "<e.field>: <what>".
+      const size_t i = std::stoul(e.field.substr(e.field.find('[') + 1));
+      const std::string prefix = e.field.substr(0, e.field.find(']') + 2);
+      error(e.line, labels_[i] + ": " + e.message.substr(prefix.size()));
+      refused[i] = true;
+    }
+    for (size_t i = refused.size(); i-- > 0;) {
+      if (refused[i]) {
+        result_.services.erase(result_.services.begin() + static_cast<std::ptrdiff_t>(i));
+      }
+    }
+  }
+
   std::string file_;
   KubernetesResult result_;
+  std::vector<std::string> labels_;  // "Service ns/name", parallel to result_.services
   std::vector<Object> services_;
   std::map<std::pair<std::string, std::string>, std::vector<Object>> slices_;
   std::set<std::pair<std::string, std::string>> used_slices_;

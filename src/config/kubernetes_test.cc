@@ -137,5 +137,50 @@ TEST(Kubernetes, BadInputIsAnErrorWithItsLine) {
   EXPECT_NE(r.errors[1].message.find("no IPv4 VIP"), std::string::npos);
 }
 
+// Found by fuzz_k8s: names the API refuses came out as Services, so `l4lbctl apply` sent
+// some Services and then failed on the next one.
+TEST(Kubernetes, ServicesTheApiWouldRefuseTogetherAreErrors) {
+  const std::string ns(40, 'n'), name(30, 'x');
+  auto svc = [](const std::string& n, const std::string& space, const char* ip) {
+    return "apiVersion: v1\nkind: Service\nmetadata: {name: " + n + ", namespace: " + space +
+           "}\nspec: {clusterIP: " + ip + ", ports: [{port: 80}]}\n---\n";
+  };
+  auto r = load_kubernetes_string(svc(name, ns, "10.96.0.1") + svc("a-b", "default", "10.96.0.2") +
+                                      svc("b", "a", "10.96.0.3") + svc("c", "default", "10.96.0.3") +
+                                      svc("Web", "default", "10.96.0.4"),
+                                  "m.yaml");
+  std::vector<std::string> errors;
+  for (const auto& e : r.errors) errors.push_back(e.to_string());
+  EXPECT_EQ(errors, (std::vector<std::string>{
+                        "m.yaml:1: Service " + ns + "/" + name + ": name: \"" + ns + "-" + name +
+                            "\" is not a valid Service name",
+                        "m.yaml:11: Service a/b: name: duplicate Service name \"a-b\"",
+                        "m.yaml:19: Service default/c: ports[0]: TCP 10.96.0.3:80 is already "
+                        "exposed by Service \"a-b\"",
+                        "m.yaml:21: Service default/Web: name: \"Web\" is not a valid Service name",
+                    }));
+  ASSERT_EQ(r.services.size(), 1u);
+  EXPECT_EQ(r.services[0].name, "a-b");
+}
+
+// Found by fuzz_k8s: the file loader's port rules held only for our YAML.
+TEST(Kubernetes, PortsFollowTheLoadersRules) {
+  auto r = load_kubernetes_string(
+      "apiVersion: v1\nkind: Service\nmetadata: {name: a}\nspec:\n  clusterIP: 10.96.0.1\n"
+      "  ports: [{port: 53, protocol: UDP}, {name: dns-tcp, port: 53}]\n---\n"
+      "apiVersion: v1\nkind: Service\nmetadata: {name: b}\nspec:\n  clusterIP: 10.96.0.2\n"
+      "  ports: [{port: 80, targetPort: 70000}]\n",
+      "m.yaml");
+  std::vector<std::string> errors;
+  for (const auto& e : r.errors) errors.push_back(e.to_string());
+  EXPECT_EQ(errors, (std::vector<std::string>{
+                        "m.yaml:8: Service default/b: targetPort 70000 is not a port number 1-65535",
+                        "m.yaml:8: Service default/b: no TCP or UDP port",
+                        "m.yaml:6: Service default/a: ports[0].name: required when a Service has "
+                        "more than one port",
+                    }));
+  EXPECT_TRUE(r.services.empty());
+}
+
 }  // namespace
 }  // namespace l4lb::config
