@@ -117,6 +117,9 @@ int run(const std::string& config_path, const std::string& eal_args,
     s.timeouts = timeouts;
     s.answer_vip_pings = dp.answer_vip_pings;
     s.icmp_errors_per_s = dp.icmp_errors_per_s;
+    s.frag_datagrams = dp.fragments.datagrams;
+    s.frag_held = dp.fragments.held_fragments;
+    s.frag_timeout_s = dp.fragments.timeout_s;
     s.log_lines_per_second = cfg.control.log.data_path_lines_per_second;
     const int socket = static_cast<int>(rte_lcore_to_socket_id(s.lcore));
     for (const auto& p : ports) {

@@ -23,9 +23,6 @@ constexpr uint32_t kExpireBudgetIdle = 512;
 // Fragment table per worker: datagrams in flight at once, fragments held before their first,
 // seconds a datagram waits for its next fragment (RFC 791's reassembly timer is 15 s; a
 // datagram's fragments arrive within milliseconds unless lost).
-constexpr uint32_t kFragDatagrams = 1024;
-constexpr uint32_t kFragHeld = 256;
-constexpr uint32_t kFragTimeoutS = 5;
 constexpr uint32_t kIcmpErrorBurst = 10;
 
 }  // namespace
@@ -38,7 +35,7 @@ Worker::Worker(const WorkerSettings& settings, const std::vector<PortInfo>& port
       publisher_(publisher),
       stop_(stop),
       flows_(settings.flow_capacity, settings.timeouts),
-      frags_(kFragDatagrams, kFragHeld, kFragTimeoutS),
+      frags_(settings.frag_datagrams, settings.frag_held, settings.frag_timeout_s),
       icmp_errors_(settings.icmp_errors_per_s, kIcmpErrorBurst, rte_get_tsc_hz()),
       owner_hash_(settings.workers),
       neighbors_(rte_get_tsc_hz()),

@@ -34,6 +34,9 @@ struct WorkerSettings {
   FlowTimeouts timeouts;
   bool answer_vip_pings = true;
   uint32_t icmp_errors_per_s = 100;
+  uint32_t frag_datagrams = 1024;  // dataplane.fragments
+  uint32_t frag_held = 256;
+  uint32_t frag_timeout_s = 5;
   uint32_t log_lines_per_second = 10;  // control.log.dataPathLinesPerSecond
 };
 

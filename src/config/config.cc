@@ -260,6 +260,7 @@ class Loader {
   void load_dataplane(const Ref& ref, DataplaneConfig& dp);
   void load_workers(const Ref& ref, std::vector<unsigned>& workers);
   void load_flow_table(const Ref& ref, FlowTableConfig& ft);
+  void load_fragments(const Ref& ref, FragmentConfig& frags);
   void load_maglev_size(const Ref& ref, uint32_t& size);
   void load_ports(const Ref& ref, std::vector<PortConfig>& ports);
   std::optional<Ipv4Prefix> port_address(const Ref& ref);
@@ -537,7 +538,7 @@ void Loader::load_root(const Ref& root, Config& config) {
 void Loader::load_dataplane(const Ref& ref, DataplaneConfig& dp) {
   auto m =
       map(ref, {"eal", "workers", "flowTable", "maglevTableSize", "ports", "routes", "neighbors",
-                "answerVipPings", "icmpErrorsPerSecond"});
+                "answerVipPings", "icmpErrorsPerSecond", "fragments"});
   if (!m) {
     ports_ok_ = routes_ok_ = maglev_ok_ = false;
     return;
@@ -558,6 +559,7 @@ void Loader::load_dataplane(const Ref& ref, DataplaneConfig& dp) {
   if (auto rate = m->find("icmpErrorsPerSecond")) {
     if (auto v = integer(*rate, 0, 1000000)) dp.icmp_errors_per_s = static_cast<uint32_t>(*v);
   }
+  if (auto frags = m->find("fragments")) load_fragments(*frags, dp.fragments);
   if (auto ports = require(*m, "ports")) {
     load_ports(*ports, dp.ports);
   } else {
@@ -609,6 +611,22 @@ void Loader::load_flow_table(const Ref& ref, FlowTableConfig& ft) {
   for (const auto& [key, out] : timeouts) {
     if (auto f = m->find(key)) {
       if (auto v = integer(*f, 1, kMaxTimeoutS)) *out = static_cast<uint32_t>(*v);
+    }
+  }
+}
+
+void Loader::load_fragments(const Ref& ref, FragmentConfig& frags) {
+  auto m = map(ref, {"datagrams", "heldFragments", "timeoutSeconds"});
+  if (!m) return;
+  // Held fragments are mbufs taken from the port's pool: keep the bound well under it.
+  const std::tuple<std::string_view, uint32_t*, int64_t, int64_t> keys[] = {
+      {"datagrams", &frags.datagrams, 16, 1 << 20},
+      {"heldFragments", &frags.held_fragments, 0, 4096},
+      {"timeoutSeconds", &frags.timeout_s, 1, 60},
+  };
+  for (const auto& [key, out, lo, hi] : keys) {
+    if (auto f = m->find(key)) {
+      if (auto v = integer(*f, lo, hi)) *out = static_cast<uint32_t>(*v);
     }
   }
 }

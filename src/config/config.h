@@ -24,6 +24,13 @@ struct FlowTableConfig {
   uint32_t udp_timeout_s = 60;
 };
 
+// dataplane.fragments: each worker's table of IPv4 datagrams in flight (lb/frag_table).
+struct FragmentConfig {
+  uint32_t datagrams = 1024;     // datagrams tracked at once
+  uint32_t held_fragments = 256; // later fragments held until their first arrives
+  uint32_t timeout_s = 5;
+};
+
 struct PortConfig {
   std::string name;
   // DPDK devargs or PCI address, passed to EAL as written; or the MAC address of a PCI NIC
@@ -60,6 +67,7 @@ struct DataplaneConfig {
   uint32_t maglev_table_size = 65537;  // YAML key: dataplane.maglevTableSize
   bool answer_vip_pings = true;        // dataplane.answerVipPings
   uint32_t icmp_errors_per_s = 100;    // dataplane.icmpErrorsPerSecond, per worker; 0 = none
+  FragmentConfig fragments;            // dataplane.fragments, per worker
   std::vector<PortConfig> ports;
   std::vector<RouteConfig> routes;
   std::vector<NeighborConfig> neighbors;

@@ -184,6 +184,25 @@ TEST(ConfigLoad, HostileInputKeys) {
                 "t.yaml:4: dataplane.answerVipPings: expected true or false, got \"true\""}));
 }
 
+TEST(ConfigLoad, FragmentTableKeys) {
+  LoadResult d = load_config_string(kMinimal, "t.yaml");
+  ASSERT_TRUE(d.ok()) << joined(error_lines(d));
+  EXPECT_EQ(d.config->dataplane.fragments.datagrams, 1024u);
+  EXPECT_EQ(d.config->dataplane.fragments.held_fragments, 256u);
+  EXPECT_EQ(d.config->dataplane.fragments.timeout_s, 5u);
+  LoadResult r = load_config_string(
+      std::string(kMinimal) +
+          "  fragments: {datagrams: 64, heldFragments: 0, timeoutSeconds: 2}\n",
+      "t.yaml");
+  ASSERT_TRUE(r.ok()) << joined(error_lines(r));
+  EXPECT_EQ(r.config->dataplane.fragments.datagrams, 64u);
+  EXPECT_EQ(r.config->dataplane.fragments.held_fragments, 0u);
+  EXPECT_EQ(r.config->dataplane.fragments.timeout_s, 2u);
+  auto errors = errors_of(std::string(kMinimal) +
+                          "  fragments: {datagrams: 8, timeoutSeconds: 61, bogus: 1}\n");
+  ASSERT_EQ(errors.size(), 3u) << joined(errors);
+}
+
 TEST(ConfigLoad, ParsesTheDesignExample) {
   LoadResult r = load_config_file(std::string(L4LB_CONF_DIR) + "/examples/two-arm.yaml");
   ASSERT_TRUE(r.ok()) << joined(error_lines(r));
