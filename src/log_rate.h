@@ -1,5 +1,5 @@
-// A token bucket for the data path's log lines: at most `per_second` lines a second, in
-// bursts of at most that many; what it refuses is counted, so the next line can say how
+// The data path's log-line limit: lb/token_bucket at `per_second` lines a second, in bursts
+// of at most that many (0: none); what it refuses is counted, so the next line can say how
 // many were suppressed. One per worker; worker-safe, no allocation, no clock of its own.
 #pragma once
 
@@ -7,24 +7,19 @@
 #include <cstdint>
 #include <utility>
 
+#include "lb/token_bucket.h"
+
 namespace l4lb {
 
 class LogRateLimit {
  public:
   // `hz`: ticks per second of the clock the caller passes to allow() (the TSC).
-  void configure(uint32_t per_second, uint64_t hz, uint64_t now) noexcept {
-    capacity_ = hz;
-    cost_ = per_second == 0 ? hz + 1 : hz / per_second;
-    tokens_ = capacity_;
-    last_ = now;
+  void configure(uint32_t per_second, uint64_t hz, uint64_t /*now*/) noexcept {
+    per_second_ = per_second;
+    bucket_ = TokenBucket(per_second, std::max<uint32_t>(per_second, 1), hz);
   }
   bool allow(uint64_t now) noexcept {
-    if (now > last_) tokens_ = std::min(capacity_, tokens_ + (now - last_));
-    last_ = std::max(last_, now);
-    if (tokens_ >= cost_) {
-      tokens_ -= cost_;
-      return true;
-    }
+    if (per_second_ != 0 && bucket_.take(now)) return true;
     ++suppressed_;
     return false;
   }
@@ -32,10 +27,8 @@ class LogRateLimit {
   uint64_t take_suppressed() noexcept { return std::exchange(suppressed_, 0); }
 
  private:
-  uint64_t capacity_ = 0;
-  uint64_t cost_ = 1;
-  uint64_t tokens_ = 0;
-  uint64_t last_ = 0;
+  uint32_t per_second_ = 0;
+  TokenBucket bucket_{1, 1, 1};
   uint64_t suppressed_ = 0;
 };
 
