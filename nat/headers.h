@@ -109,6 +109,13 @@ struct __attribute__((packed)) IcmpHdr {
 };
 constexpr uint8_t kIcmpEchoReply = 0;
 constexpr uint8_t kIcmpEchoRequest = 8;
+// Errors l4lb sends or translates.
+constexpr uint8_t kIcmpDestUnreachable = 3;
+constexpr uint8_t kIcmpTimeExceeded = 11;
+constexpr uint8_t kIcmpParameterProblem = 12;
+constexpr uint8_t kIcmpCodePortUnreachable = 3;
+constexpr uint8_t kIcmpCodeFragNeeded = 4;
+constexpr uint8_t kIcmpCodeTtlExceeded = 0;
 
 static_assert(sizeof(EthHdr) == 14);
 static_assert(sizeof(ArpHdr) == 28);

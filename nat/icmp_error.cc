@@ -4,13 +4,10 @@
 #include <cstring>
 
 #include "nat/checksum.h"
+#include "nat/reply_header.h"
 #include "nat/rewrite.h"
 
 namespace l4lb {
-
-namespace {
-constexpr uint8_t kErrorTtl = 64;
-}  // namespace
 
 size_t icmp_error_size(const Ipv4Hdr& ip, uint16_t l4_len) noexcept {
   return sizeof(Ipv4Hdr) + sizeof(IcmpHdr) + ip.ihl_bytes() + std::min<uint16_t>(l4_len, 8);
@@ -24,17 +21,7 @@ uint16_t make_icmp_error(Ipv4Hdr& ip, uint16_t l4_len, uint8_t type, uint8_t cod
   // The offending header and 8 bytes of its payload follow the new IP and ICMP headers.
   std::memmove(base + sizeof(Ipv4Hdr) + sizeof(IcmpHdr), base, quoted);
   const auto total = static_cast<uint16_t>(sizeof(Ipv4Hdr) + sizeof(IcmpHdr) + quoted);
-  ip.version_ihl = 0x45;
-  ip.tos = 0;
-  ip.total_length = hton16(total);
-  ip.id = 0;
-  ip.frag_off = 0;
-  ip.ttl = kErrorTtl;
-  ip.protocol = kIpProtoIcmp;
-  ip.src = src_be;
-  ip.dst = dst;
-  ip.checksum = 0;
-  ip.checksum = ipv4_header_checksum(ip);
+  write_reply_ipv4_header(ip, src_be, dst, kIpProtoIcmp, total, /*dont_fragment=*/false);
   IcmpHdr icmp{};
   icmp.type = type;
   icmp.code = code;

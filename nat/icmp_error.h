@@ -12,13 +12,6 @@
 
 namespace l4lb {
 
-constexpr uint8_t kIcmpDestUnreachable = 3;
-constexpr uint8_t kIcmpTimeExceeded = 11;
-constexpr uint8_t kIcmpParameterProblem = 12;
-constexpr uint8_t kIcmpCodePortUnreachable = 3;
-constexpr uint8_t kIcmpCodeFragNeeded = 4;
-constexpr uint8_t kIcmpCodeTtlExceeded = 0;
-
 // True for the ICMP types that quote an offending datagram and that l4lb translates.
 constexpr bool is_icmp_error(uint8_t type) {
   return type == kIcmpDestUnreachable || type == kIcmpTimeExceeded || type == kIcmpParameterProblem;

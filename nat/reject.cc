@@ -4,30 +4,9 @@
 #include <cstring>
 
 #include "nat/checksum.h"
+#include "nat/reply_header.h"
 
 namespace l4lb {
-
-namespace {
-
-constexpr uint8_t kReplyTtl = 64;
-constexpr uint8_t kIcmpDestUnreachable = 3;
-constexpr uint8_t kIcmpPortUnreachable = 3;
-
-void reply_ip_header(Ipv4Hdr& ip, uint32_t src, uint32_t dst, uint8_t proto, uint16_t total) {
-  ip.version_ihl = 0x45;
-  ip.tos = 0;
-  ip.total_length = hton16(total);
-  ip.id = 0;
-  ip.frag_off = hton16(kIpv4FlagDf);
-  ip.ttl = kReplyTtl;
-  ip.protocol = proto;
-  ip.src = src;
-  ip.dst = dst;
-  ip.checksum = 0;
-  ip.checksum = ipv4_header_checksum(ip);
-}
-
-}  // namespace
 
 uint16_t make_tcp_reset(Ipv4Hdr& ip, uint16_t l4_len) noexcept {
   auto* in = reinterpret_cast<uint8_t*>(&ip) + ip.ihl_bytes();
@@ -53,7 +32,7 @@ uint16_t make_tcp_reset(Ipv4Hdr& ip, uint16_t l4_len) noexcept {
   }
   const uint32_t src = ip.dst, dst = ip.src;
   // The TCP header moves to offset 20 if the request carried IP options.
-  reply_ip_header(ip, src, dst, kIpProtoTcp, sizeof(Ipv4Hdr) + sizeof(TcpHdr));
+  write_reply_ipv4_header(ip, src, dst, kIpProtoTcp, sizeof(Ipv4Hdr) + sizeof(TcpHdr), true);
   auto* out = reinterpret_cast<uint8_t*>(&ip) + sizeof(Ipv4Hdr);
   std::memcpy(out, &rst, sizeof rst);
   const uint16_t csum = l4_checksum(ip, out, sizeof(TcpHdr));
@@ -72,10 +51,10 @@ uint16_t make_icmp_port_unreachable(Ipv4Hdr& ip, uint16_t l4_len) noexcept {
   // The offending header and 8 bytes of its payload follow the new IP and ICMP headers.
   std::memmove(base + sizeof(Ipv4Hdr) + sizeof(IcmpHdr), base, quoted);
   const auto total = static_cast<uint16_t>(sizeof(Ipv4Hdr) + sizeof(IcmpHdr) + quoted);
-  reply_ip_header(ip, src, dst, kIpProtoIcmp, total);
+  write_reply_ipv4_header(ip, src, dst, kIpProtoIcmp, total, true);
   IcmpHdr icmp{};
   icmp.type = kIcmpDestUnreachable;
-  icmp.code = kIcmpPortUnreachable;
+  icmp.code = kIcmpCodePortUnreachable;
   auto* out = base + sizeof(Ipv4Hdr);
   std::memcpy(out, &icmp, sizeof icmp);
   const uint16_t csum = checksum_fold(checksum_add(out, sizeof(IcmpHdr) + quoted));
