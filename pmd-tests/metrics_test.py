@@ -16,7 +16,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from scapy.all import ARP, IP, TCP, UDP, Ether, wrpcap
+from scapy.all import IP, TCP, UDP, Ether, wrpcap
 
 REPO = Path(__file__).resolve().parent.parent
 L4LBD = Path(os.environ.get("L4LBD", REPO / "build" / "src" / "l4lbd"))
@@ -26,6 +26,23 @@ WEB_BACKENDS = ["10.4.1.11", "10.4.1.12", "10.4.1.13"]
 DNS_BACKENDS = ["10.4.1.21", "10.4.1.22"]
 FLOWS, DENIED, WRONG_PORT, REPLIES = 90, 7, 5, 30
 
+
+
+def pcap_dataplane(eal_prefix, pcap_in, pcap_out):
+    """The dataplane block the pcap-driven tests share: one net_pcap port, the node and the
+    client as static neighbours, pod ranges via the node. Ends with a newline."""
+    return f"""dataplane:
+  eal: [--no-huge, -m, "512", --no-pci, --no-shconf, --file-prefix, {eal_prefix}]
+  workers: [1]
+  flowTable: {{capacity: 4096}}
+  ports:
+    - {{name: wan, device: "net_pcap0,rx_pcap={pcap_in},tx_pcap={pcap_out}", address: 10.0.0.1/16, mac: "{PORT_MAC}"}}
+  routes:
+    - {{prefix: 10.4.0.0/16, via: 10.0.0.21}}
+  neighbors:
+    - {{ip: 10.0.0.21, mac: "{NODE_MAC}"}}
+    - {{ip: 10.0.0.2, mac: "{CLIENT_MAC}"}}
+"""
 
 def free_port():
     with socket.socket() as s:
@@ -41,18 +58,7 @@ def config(pcap_in, pcap_out, metrics_port, with_dns=True):
     backends: [{', '.join('{ip: %s}' % b for b in DNS_BACKENDS)}]
 """ if with_dns else ""
     return f"""
-dataplane:
-  eal: [--no-huge, -m, "512", --no-pci, --no-shconf, --file-prefix, l4metrics]
-  workers: [1]
-  flowTable: {{capacity: 4096}}
-  ports:
-    - {{name: wan, device: "net_pcap0,rx_pcap={pcap_in},tx_pcap={pcap_out}", address: 10.0.0.1/16, mac: "{PORT_MAC}"}}
-  routes:
-    - {{prefix: 10.4.0.0/16, via: 10.0.0.21}}
-  neighbors:
-    - {{ip: 10.0.0.21, mac: "{NODE_MAC}"}}
-    - {{ip: 10.0.0.2, mac: "{CLIENT_MAC}"}}
-control:
+{pcap_dataplane("l4metrics", pcap_in, pcap_out)}control:
   metrics: {{listen: 127.0.0.1:{metrics_port}}}
 services:
   - name: web

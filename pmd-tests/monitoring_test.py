@@ -24,10 +24,11 @@ import pytest
 import yaml
 from scapy.all import IP, TCP, UDP, Ether, wrpcap
 
+from metrics_test import CLIENT_MAC, PORT_MAC, pcap_dataplane
+
 REPO = Path(__file__).resolve().parent.parent
 MONITORING = REPO / "conf" / "monitoring"
 L4LBD = Path(os.environ.get("L4LBD", REPO / "build" / "src" / "l4lbd"))
-PORT_MAC, NODE_MAC, CLIENT_MAC = "02:00:00:00:00:01", "02:00:00:00:00:21", "02:00:00:00:00:aa"
 WEB_VIP, DNS_VIP = "172.16.12.100", "172.16.12.101"
 WEB_BACKENDS = {"10.4.1.11": 1, "10.4.1.12": 2, "10.4.1.13": 1}  # ip: weight
 DNS_BACKENDS = {"10.4.1.21": 1, "10.4.1.22": 1}
@@ -163,18 +164,7 @@ def config(pcap_in, pcap_out, metrics_port, prefix, with_dns=True):
     # The telemetry socket is /var/run/dpdk/<prefix>/dpdk_telemetry.v2, --no-shconf or not;
     # the unique prefix keeps concurrent runs apart.
     return f"""
-dataplane:
-  eal: [--no-huge, -m, "512", --no-pci, --no-shconf, --file-prefix, {prefix}]
-  workers: [1]
-  flowTable: {{capacity: 4096}}
-  ports:
-    - {{name: wan, device: "net_pcap0,rx_pcap={pcap_in},tx_pcap={pcap_out}", address: 10.0.0.1/16, mac: "{PORT_MAC}"}}
-  routes:
-    - {{prefix: 10.4.0.0/16, via: 10.0.0.21}}
-  neighbors:
-    - {{ip: 10.0.0.21, mac: "{NODE_MAC}"}}
-    - {{ip: 10.0.0.2, mac: "{CLIENT_MAC}"}}
-control:
+{pcap_dataplane(prefix, pcap_in, pcap_out)}control:
   metrics: {{listen: 127.0.0.1:{metrics_port}}}
 services:
   - name: web

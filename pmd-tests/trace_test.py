@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from scapy.all import IP, TCP, Ether, rdpcap, wrpcap
 
-from metrics_test import CLIENT_MAC, NODE_MAC, PORT_MAC, WEB_BACKENDS, WEB_VIP, free_port
+from metrics_test import CLIENT_MAC, NODE_MAC, PORT_MAC, WEB_BACKENDS, WEB_VIP, free_port, pcap_dataplane
 
 REPO = Path(__file__).resolve().parent.parent
 L4LBD = Path(os.environ.get("L4LBD", REPO / "build" / "src" / "l4lbd"))
@@ -26,18 +26,7 @@ FLOWS = 20
 
 def config(pcap_in, pcap_out, api_port):
     return f"""
-dataplane:
-  eal: [--no-huge, -m, "512", --no-pci, --no-shconf, --file-prefix, l4trace]
-  workers: [1]
-  flowTable: {{capacity: 4096}}
-  ports:
-    - {{name: wan, device: "net_pcap0,rx_pcap={pcap_in},tx_pcap={pcap_out}", address: 10.0.0.1/16, mac: "{PORT_MAC}"}}
-  routes:
-    - {{prefix: 10.4.0.0/16, via: 10.0.0.21}}
-  neighbors:
-    - {{ip: 10.0.0.21, mac: "{NODE_MAC}"}}
-    - {{ip: 10.0.0.2, mac: "{CLIENT_MAC}"}}
-control:
+{pcap_dataplane("l4trace", pcap_in, pcap_out)}control:
   api: {{listen: 127.0.0.1:{api_port}}}
   metrics: {{listen: 127.0.0.1:0}}
 services:
