@@ -111,74 +111,69 @@ bool selected(const char* params, const std::string& service) {
   return params == nullptr || *params == '\0' || service == params;
 }
 
-// /l4lb/services[,NAME]: one row per Service port.
-int cmd_services(const char*, const char* params, rte_tel_data* d) {
+// Runs row(table, service_port) for every Service port the parameter selects in the current
+// snapshot, then emits the table. Snapshots are published only under Control's mutex, so
+// the current one stays alive while it is held.
+template <typename Row>
+int service_port_table(const char* params, rte_tel_data* d, Row&& row) {
   std::lock_guard attach(sources().mutex);
   const Sources& s = sources();
   if (s.control == nullptr) return -ENODEV;
   Table t;
   {
-    // Snapshots are published only under Control's mutex, so the current one stays alive
-    // while it is held.
     std::lock_guard lock(s.control->mutex());
     const Snapshot* snap = s.publisher->current();
     if (snap == nullptr) return -ENODEV;
     for (const ServicePort& sp : snap->services.ports()) {
-      if (!selected(params, sp.service)) continue;
-      t.add_string("service", sp.service);
-      t.add_string("vip", format_ipv4(ntoh32(sp.vip_be)));
-      t.add_string("port_name", sp.name);
-      t.add_string("protocol", protocol_name(sp.proto));
-      t.add_u64("port", ntoh16(sp.port_be));
-      t.add_u64("target_port", ntoh16(sp.target_port_be));
-      // Every port of a Service has the Service's backends.
-      t.add_u64("backends", sp.maglev->backends().size());
-      t.add_u64("client_ip_affinity", sp.client_ip_affinity ? 1 : 0);
-      t.end_row();
+      if (selected(params, sp.service)) row(t, sp);
     }
   }
   t.emit(d);
   return 0;
 }
 
+// /l4lb/services[,NAME]: one row per Service port.
+int cmd_services(const char*, const char* params, rte_tel_data* d) {
+  return service_port_table(params, d, [](Table& t, const ServicePort& sp) {
+    t.add_string("service", sp.service);
+    t.add_string("vip", format_ipv4(ntoh32(sp.vip_be)));
+    t.add_string("port_name", sp.name);
+    t.add_string("protocol", protocol_name(sp.proto));
+    t.add_u64("port", ntoh16(sp.port_be));
+    t.add_u64("target_port", ntoh16(sp.target_port_be));
+    // Every port of a Service has the Service's backends.
+    t.add_u64("backends", sp.maglev->backends().size());
+    t.add_u64("client_ip_affinity", sp.client_ip_affinity ? 1 : 0);
+    t.end_row();
+  });
+}
+
 // /l4lb/backends[,NAME]: one row per (Service port, backend), counters summed over workers.
 int cmd_backends(const char*, const char* params, rte_tel_data* d) {
-  std::lock_guard attach(sources().mutex);
-  const Sources& s = sources();
-  if (s.control == nullptr) return -ENODEV;
-  Table t;
-  {
-    std::lock_guard lock(s.control->mutex());
-    const Snapshot* snap = s.publisher->current();
-    if (snap == nullptr) return -ENODEV;
-    for (const ServicePort& sp : snap->services.ports()) {
-      if (!selected(params, sp.service)) continue;
-      const auto& backends = sp.maglev->backends();
-      for (size_t b = 0; b < backends.size(); ++b) {
-        const uint32_t slot = b < sp.backend_counter_ids.size() ? sp.backend_counter_ids[b] : 0;
-        uint64_t new_flows = 0, ended = 0, to_packets = 0, from_packets = 0;
-        for (const auto& w : *s.workers) {
-          const BackendCounters& c = w->backend_counters()[slot];
-          new_flows += c.new_flows;
-          ended += c.ended_flows;
-          to_packets += c.to_packets;
-          from_packets += c.from_packets;
-        }
-        t.add_string("service", sp.service);
-        t.add_string("service_port", sp.name);
-        t.add_string("backend", format_ipv4(backends[b].ip));
-        t.add_u64("weight", backends[b].weight);
-        t.add_u64("new_flows", new_flows);
-        // Two counters a worker may be updating while we read: never let the gauge wrap.
-        t.add_u64("active_flows", new_flows >= ended ? new_flows - ended : 0);
-        t.add_u64("to_backend_packets", to_packets);
-        t.add_u64("from_backend_packets", from_packets);
-        t.end_row();
+  return service_port_table(params, d, [](Table& t, const ServicePort& sp) {
+    const auto& backends = sp.maglev->backends();
+    for (size_t b = 0; b < backends.size(); ++b) {
+      const uint32_t slot = b < sp.backend_counter_ids.size() ? sp.backend_counter_ids[b] : 0;
+      uint64_t new_flows = 0, ended = 0, to_packets = 0, from_packets = 0;
+      for (const auto& w : *sources().workers) {
+        const BackendCounters& c = w->backend_counters()[slot];
+        new_flows += c.new_flows;
+        ended += c.ended_flows;
+        to_packets += c.to_packets;
+        from_packets += c.from_packets;
       }
+      t.add_string("service", sp.service);
+      t.add_string("service_port", sp.name);
+      t.add_string("backend", format_ipv4(backends[b].ip));
+      t.add_u64("weight", backends[b].weight);
+      t.add_u64("new_flows", new_flows);
+      // Two counters a worker may be updating while we read: never let the gauge wrap.
+      t.add_u64("active_flows", new_flows >= ended ? new_flows - ended : 0);
+      t.add_u64("to_backend_packets", to_packets);
+      t.add_u64("from_backend_packets", from_packets);
+      t.end_row();
     }
-  }
-  t.emit(d);
-  return 0;
+  });
 }
 
 // /l4lb/flows: one row per worker with its flow table figures.
