@@ -25,6 +25,7 @@
 #include <atomic>
 #include <chrono>
 #include <csignal>
+#include <cstdlib>
 #include <cstdio>
 #include <cstring>
 #include <sstream>
@@ -502,12 +503,12 @@ int run(const Options& o) {
         r.tx / r.seconds / 1e6, r.rx / r.seconds / 1e6, r.prime_seconds, r.cpu_share);
   }
   std::fflush(stdout);
-  rte_eth_dev_stop(wan);
-  rte_eth_dev_stop(lan);
-  rte_eth_dev_close(wan);
-  rte_eth_dev_close(lan);
-  rte_eal_cleanup();
-  return 0;
+  std::fflush(stderr);
+  // The figures are out. Closing a memif port while its peer disconnects races in the PMD's
+  // control thread (an intermittent SIGSEGV in the reflector at exit, seen in CI); this
+  // helper holds nothing that outlives the process (no hugepages, --no-shconf, sockets in
+  // the benchmark's temporary folder), so it leaves without the teardown.
+  std::_Exit(0);
 }
 
 }  // namespace
