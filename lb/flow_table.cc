@@ -102,19 +102,22 @@ uint32_t FlowTable::find_ref(const FlowKey& key, uint64_t hash) const noexcept {
 }
 
 bool FlowTable::prefetch_entry(uint64_t hash) const noexcept {
+  // The first slot with the key's signature, primary bucket first (where nearly every key
+  // sits at sane loads). A false signature match (~2^-31 per slot) hiding the real slot
+  // only costs this prefetch and the hint: lookup() then scans both buckets.
   const uint32_t sig = signature(hash);
   const uint32_t b1 = primary_bucket(hash);
-  bool any = false;
-  for (uint32_t b : {b1, alt_bucket(b1, sig)}) {
-    const Bucket& bk = buckets_[b];
-    for (unsigned match = match_mask(bk, sig); match != 0; match &= match - 1) {
-      const uint32_t ref = bk.ref[std::countr_zero(match)];
-      __builtin_prefetch(&entries_[ref >> 1]);
-      if (!any) hints_[hash & (kHints - 1)] = Hint{hash, ref};
-      any = true;
-    }
+  const Bucket* bk = &buckets_[b1];
+  unsigned match = match_mask(*bk, sig);
+  if (match == 0) {
+    bk = &buckets_[alt_bucket(b1, sig)];
+    match = match_mask(*bk, sig);
+    if (match == 0) return false;
   }
-  return any;
+  const uint32_t ref = bk->ref[std::countr_zero(match)];
+  __builtin_prefetch(&entries_[ref >> 1]);
+  hints_[hash & (kHints - 1)] = Hint{hash, ref};
+  return true;
 }
 
 FlowHit FlowTable::peek(const FlowKey& key, uint64_t hash) const noexcept {
@@ -123,10 +126,8 @@ FlowHit FlowTable::peek(const FlowKey& key, uint64_t hash) const noexcept {
   return {&entries_[ref >> 1], static_cast<FlowDir>(ref & 1)};
 }
 
-FlowHit FlowTable::lookup(const FlowKey& key, uint64_t hash, uint32_t now_s) noexcept {
-  const Hint& hint = hints_[hash & (kHints - 1)];
-  const uint32_t ref =
-      hint.hash == hash && hint.ref != kNoSlot && holds(hint.ref, key) ? hint.ref : find_ref(key, hash);
+FlowHit FlowTable::lookup_slow(const FlowKey& key, uint64_t hash, uint32_t now_s) noexcept {
+  const uint32_t ref = find_ref(key, hash);
   if (ref == kNoSlot) return {};
   FlowEntry* e = &entries_[ref >> 1];
   if (expired(*e, now_s)) {
@@ -282,6 +283,8 @@ FlowEntry* FlowTable::insert(const FlowKey& fwd, uint64_t fwd_hash, const FlowNa
   e.nat = nat;
   e.created_s = now_s;
   e.last_seen_s = now_s;
+  e.route_epoch[0] = e.route_epoch[1] = 0;
+  recent_ |= uint64_t{1} << (fwd_hash & 63) | uint64_t{1} << (rev_hash & 63);
   if (fwd.proto != kIpProtoTcp) {
     e.state = FlowState::kUdp;
   } else if ((tcp_flags & (kTcpFin | kTcpRst)) != 0) {

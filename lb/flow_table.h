@@ -57,6 +57,12 @@ struct alignas(64) FlowEntry {
   uint32_t created_s;
   uint32_t last_seen_s;
   FlowState state;
+  // The owning worker's forwarding decision for each direction ([FlowDir]), cached so
+  // later packets skip the Service, ACL and route lookups. Opaque here: valid while
+  // route_epoch equals the worker's configuration epoch (0 = none; insert() clears it).
+  uint8_t route_port[2];
+  uint32_t route_epoch[2];
+  uint32_t route_next_hop[2];
   // The key the backend's replies carry.
   FlowKey reverse_key() const noexcept {
     return FlowKey{nat.backend_ip, fwd.src_ip, nat.backend_port, fwd.src_port, fwd.proto};
@@ -117,8 +123,20 @@ class FlowTable {
   // key's signature: the key is certainly absent (a new flow). (Prefetching such a flow's
   // reverse-key buckets before its insert gained nothing measurable: flow_table_bench.)
   bool prefetch_entry(uint64_t hash) const noexcept;
+  // Keys inserted since the last clear_recent(), as a 64-bit filter of their hashes: a key
+  // that prefetch_entry() found absent stays absent unless maybe_inserted() says otherwise.
+  void clear_recent() noexcept { recent_ = 0; }
+  bool maybe_inserted(uint64_t hash) const noexcept { return (recent_ >> (hash & 63)) & 1; }
   // Finds the entry by either key. An entry past its timeout counts as a miss and is removed.
-  FlowHit lookup(const FlowKey& key, uint64_t hash, uint32_t now_s) noexcept;
+  // Inline for the common case, the slot prefetch_entry() found for this hash.
+  FlowHit lookup(const FlowKey& key, uint64_t hash, uint32_t now_s) noexcept {
+    const Hint& hint = hints_[hash & (kHints - 1)];
+    if (hint.hash == hash && hint.ref != kNoSlot && holds(hint.ref, key)) {
+      FlowEntry* e = &entries_[hint.ref >> 1];
+      if (!expired(*e, now_s)) return {e, static_cast<FlowDir>(hint.ref & 1)};
+    }
+    return lookup_slow(key, hash, now_s);
+  }
   // The entry for either key, expired or not; changes nothing (for the packet tracer).
   FlowHit peek(const FlowKey& key, uint64_t hash) const noexcept;
   // Inserts a new flow under both keys; tcp_flags are the first packet's (ignored unless
@@ -219,6 +237,8 @@ class FlowTable {
     return bucket ^ (x & bucket_mask_);
   }
 
+  // lookup() without a usable hint: scans both candidate buckets.
+  FlowHit lookup_slow(const FlowKey& key, uint64_t hash, uint32_t now_s) noexcept;
   // Bit s set where slot s holds `sig`.
   static unsigned match_mask(const Bucket& b, uint32_t sig) noexcept;
   // Slot ref of `key` within one bucket, or kNoSlot.
@@ -268,6 +288,7 @@ class FlowTable {
   uint32_t free_head_ = kNoEntry;
   uint32_t hand_ = 0;  // expire()'s next slot
   uint64_t evictions_ = 0;
+  uint64_t recent_ = 0;  // bit (hash & 63) of every key inserted since clear_recent()
   std::array<uint32_t, 5> timeout_by_state_{};
 };
 

@@ -42,7 +42,14 @@ struct ParseOptions {
   bool verify_ipv4_checksum = true;
 };
 
-// `data` must stay valid while the views are used; nothing is written.
-ParsedPacket parse_frame(uint8_t* data, uint32_t len, ParseOptions opts) noexcept;
+// `data` must stay valid while the views are used; nothing is written. Fills p whole (the
+// data path parses into a reused array: no struct copies per packet).
+void parse_frame_into(uint8_t* data, uint32_t len, ParseOptions opts, ParsedPacket& p) noexcept;
+
+inline ParsedPacket parse_frame(uint8_t* data, uint32_t len, ParseOptions opts) noexcept {
+  ParsedPacket p;
+  parse_frame_into(data, len, opts, p);
+  return p;
+}
 
 }  // namespace l4lb

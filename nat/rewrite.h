@@ -70,6 +70,46 @@ inline void rewrite_end(Ipv4Hdr& ip, void* l4, uint8_t proto, uint32_t new_ip,
   }
 }
 
+// rewrite_end() followed by decrement_ttl(), with one IPv4 header checksum update for the
+// address and the {ttl, protocol} word together (RFC 1624 eqn. 3 summed over both changes):
+// the forwarding fast lane's rewrite. The caller has checked ttl > 1.
+template <bool Dst>
+inline void rewrite_end_ttl(Ipv4Hdr& ip, void* l4, uint8_t proto, uint32_t new_ip,
+                            uint16_t new_port) noexcept {
+  static_assert(offsetof(Ipv4Hdr, ttl) % 2 == 0 && offsetof(Ipv4Hdr, protocol) == 9);
+  auto* ttl_word = reinterpret_cast<uint8_t*>(&ip) + offsetof(Ipv4Hdr, ttl);
+  uint16_t old_w;
+  std::memcpy(&old_w, ttl_word, sizeof(old_w));
+  ip.ttl = static_cast<uint8_t>(ip.ttl - 1);
+  uint16_t new_w;
+  std::memcpy(&new_w, ttl_word, sizeof(new_w));
+  const uint32_t old_ip = Dst ? ip.dst : ip.src;
+  const uint32_t inv_old_ip = ~old_ip;
+  uint32_t sum = static_cast<uint16_t>(~ip.checksum);
+  sum += (inv_old_ip & 0xffff) + (inv_old_ip >> 16) + (new_ip & 0xffff) + (new_ip >> 16);
+  sum += static_cast<uint16_t>(~old_w) + uint32_t{new_w};
+  ip.checksum = checksum_fold(sum);
+  if constexpr (Dst) {
+    ip.dst = new_ip;
+  } else {
+    ip.src = new_ip;
+  }
+  auto* udp = static_cast<UdpHdr*>(l4);  // TCP and UDP ports sit alike
+  const uint16_t old_port = Dst ? udp->dst_port : udp->src_port;
+  if (proto == kIpProtoTcp) {
+    auto* tcp = static_cast<TcpHdr*>(l4);
+    tcp->checksum = adjust_addr_port(tcp->checksum, old_ip, new_ip, old_port, new_port);
+  } else if (udp->checksum != 0) {  // UDP: see rewrite_end()
+    const uint16_t c = adjust_addr_port(udp->checksum, old_ip, new_ip, old_port, new_port);
+    udp->checksum = c == 0 ? 0xffff : c;
+  }
+  if constexpr (Dst) {
+    udp->dst_port = new_port;
+  } else {
+    udp->src_port = new_port;
+  }
+}
+
 }  // namespace rewrite_detail
 
 // DNAT: sets the destination address and port of an IPv4 TCP or UDP packet whose L4 header
@@ -89,6 +129,20 @@ inline void rewrite_dst(Ipv4Hdr& ip, void* l4, uint8_t proto, uint32_t new_ip,
 inline void rewrite_src(Ipv4Hdr& ip, void* l4, uint8_t proto, uint32_t new_ip,
                         uint16_t new_port) noexcept {
   rewrite_detail::rewrite_end<false>(ip, l4, proto, new_ip, new_port);
+}
+
+// DNAT and the TTL decrement of a forwarded TCP or UDP packet (not a fragment) in one go:
+// the same bytes as rewrite_dst() then decrement_ttl(), up to the representation of a zero
+// IPv4 header checksum. ttl > 1 is the caller's to check.
+inline void forward_dst(Ipv4Hdr& ip, void* l4, uint8_t proto, uint32_t new_ip,
+                        uint16_t new_port) noexcept {
+  rewrite_detail::rewrite_end_ttl<true>(ip, l4, proto, new_ip, new_port);
+}
+
+// Reverse NAT and the TTL decrement of a forwarded reply: rewrite_src() then decrement_ttl().
+inline void forward_src(Ipv4Hdr& ip, void* l4, uint8_t proto, uint32_t new_ip,
+                        uint16_t new_port) noexcept {
+  rewrite_detail::rewrite_end_ttl<false>(ip, l4, proto, new_ip, new_port);
 }
 
 // Decrements the TTL (RFC 791, RFC 1812 section 5.3.1) and adjusts the header checksum

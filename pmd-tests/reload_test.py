@@ -7,11 +7,13 @@ while traffic keeps flowing. Uses the e2e lab (prefix l4t); run as root:
 
 import re
 import signal
+import subprocess
 import time
 
 import pytest
 
-from e2e_test import HTTP_PORT, HTTP_VIP, L4LBD, PODS, Lab, stop_stale_l4lbd, topo
+from e2e_test import (HTTP_PORT, HTTP_VIP, L4LBD, PODS, PY, UDP_PORT, UDP_VIP, Lab,
+                      stop_stale_l4lbd, topo)
 
 RELOAD_TIMEOUT_S = 10
 
@@ -54,6 +56,27 @@ def http(lab, count):
     return {pod for pod, n in r["per_pod"].items() if n > 0}
 
 
+def udp_from(lab, sport, count):
+    """count datagrams to the UDP VIP from one fixed client port (one flow); the pods that
+    answered, in order (None for no answer within 1 s)."""
+    code = (
+        "import socket, sys\n"
+        "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+        "s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+        f"s.bind(('0.0.0.0', {sport}))\n"
+        "s.settimeout(1.0)\n"
+        f"for i in range({count}):\n"
+        f"    s.sendto(b'q', ('{UDP_VIP}', {UDP_PORT}))\n"
+        "    try:\n"
+        "        print(s.recv(256).decode().split()[0])\n"
+        "    except socket.timeout:\n"
+        "        print('None')\n")
+    r = subprocess.run(["ip", "netns", "exec", f"{lab.prefix}-client", PY, "-c", code],
+                       capture_output=True, text=True, timeout=count * 2 + 10)
+    assert r.returncode == 0, r.stderr
+    return [None if w == "None" else w for w in r.stdout.split()]
+
+
 def test_bad_reload_keeps_running_config(lab):
     good = lab.config.read_text()
     assert http(lab, 60) == set(PODS)
@@ -80,3 +103,27 @@ def test_good_reload_applies_while_traffic_flows(lab):
     assert "generation 2" in logged, logged
     # New flows go only to the pods still listed; none fail during or after the change.
     assert http(lab, 90) == {"pod-a", "pod-b"}
+
+
+def test_reload_reaches_flows_already_forwarding(lab):
+    # Packets of a known flow take the worker's fast lane, which reuses the decision of the
+    # flow's first packet: a reload must still reach them. Here the flow's pod leaves the
+    # Service: the next datagram is repicked to a pod still listed.
+    sport = 47001
+    before = udp_from(lab, sport, 6)
+    assert None not in before and len(set(before)) == 1, before
+    pinned = before[0]
+    text = lab.config.read_text()
+    dns = text.index("  - name: dns")
+    pinned_ip = PODS[pinned]
+    smaller, n = re.subn(r",?\s*\{ip: " + re.escape(pinned_ip) + r"\}", "", text[dns:], count=1)
+    assert n == 1, f"the dns Service does not list {pinned_ip}"
+    lab.config.write_text(text[:dns] + smaller)
+    try:
+        sighup_and_wait(lab, "reloaded")
+        after = udp_from(lab, sport, 6)
+    finally:
+        lab.config.write_text(text)
+        sighup_and_wait(lab, "reloaded")
+    assert None not in after and len(set(after)) == 1, after
+    assert after[0] != pinned, f"the flow still reaches {pinned} after it left the Service"

@@ -167,6 +167,7 @@ int Worker::run() noexcept {
 
 void Worker::apply_snapshot(const Snapshot& snap) noexcept {
   generation_ = snap.generation;
+  if (++epoch_ == 0) epoch_ = 1;  // 0 marks a flow without a cached decision
   rte_mbuf* released[NeighborTable::kHoldPerEntry];
   for (const auto& n : snap.neighbors) {
     uint32_t count = neighbors_.set_static(n.ip_be, n.mac, released);
@@ -176,7 +177,7 @@ void Worker::apply_snapshot(const Snapshot& snap) noexcept {
 
 void Worker::process_burst(uint16_t in_port, rte_mbuf** pkts, uint16_t n,
                            const Snapshot& snap) noexcept {
-  ParsedPacket parsed[kBurst];
+  ParsedPacket* const parsed = parsed_;  // reused: a local array would be zeroed per burst
   uint64_t hashes[kBurst];
   uint16_t owners[kBurst];
   const bool from_ring = in_port == kFromRing;
@@ -196,7 +197,7 @@ void Worker::process_burst(uint16_t in_port, rte_mbuf** pkts, uint16_t n,
     opts.verify_ipv4_checksum =
         (m->ol_flags & RTE_MBUF_F_RX_IP_CKSUM_MASK) != RTE_MBUF_F_RX_IP_CKSUM_GOOD;
     // Multi-segment frames would need gathering; l4lb configures single-segment RX.
-    parsed[i] = parse_frame(rte_pktmbuf_mtod(m, uint8_t*), rte_pktmbuf_data_len(m), opts);
+    parse_frame_into(rte_pktmbuf_mtod(m, uint8_t*), rte_pktmbuf_data_len(m), opts, parsed[i]);
     owners[i] = me;
     hashes[i] = 0;
     const ParsedPacket& pi = parsed[i];
@@ -209,9 +210,11 @@ void Worker::process_burst(uint16_t in_port, rte_mbuf** pkts, uint16_t n,
     flows_.prefetch(hashes[i]);
   }
   // Pass 1b: the buckets have arrived (or are on their way); fetch the entries they name.
+  uint32_t certain_miss = 0;  // bit i: no slot has packet i's signature (a new flow)
   for (uint16_t i = 0; i < n; ++i) {
-    if (hashes[i] != 0) flows_.prefetch_entry(hashes[i]);
+    if (hashes[i] != 0 && !flows_.prefetch_entry(hashes[i])) certain_miss |= 1u << i;
   }
+  flows_.clear_recent();  // an insert by an earlier packet of the burst may add a later one's key
   // Pass 2: decide and act.
   for (uint16_t i = 0; i < n; ++i) {
     rte_mbuf* m = pkts[i];
@@ -237,10 +240,66 @@ void Worker::process_burst(uint16_t in_port, rte_mbuf** pkts, uint16_t n,
       }
       if (shared) share_arp(m, port_index);
       handle_arp(port_index, m, p, snap);
-    } else {
+    } else if (hashes[i] == 0 || !forward_cached(m, p, hashes[i], (certain_miss >> i) & 1)) {
       handle_ipv4<false>(port_index, m, p, hashes[i], snap);
+      have_known_hit_ = false;
     }
   }
+}
+
+bool Worker::forward_cached(rte_mbuf* m, const ParsedPacket& p, uint64_t hash,
+                            bool certain_miss) noexcept {
+  // Per-packet conditions the full path would treat differently; everything else it checks
+  // (martian addresses, Service, ACL, backend still listed, route) depends only on the key
+  // and the configuration, which the epoch stands for.
+  if (p.frag != FragKind::kNone || p.icmp_error || p.l2_len != sizeof(EthHdr) || p.ip->ttl <= 1) {
+    return false;
+  }
+  const FlowHit hit = certain_miss && !flows_.maybe_inserted(hash)
+                          ? FlowHit{}
+                          : flows_.lookup(p.key, hash, now_s_);
+  known_hit_ = hit;
+  known_hash_ = hash;
+  have_known_hit_ = true;
+  FlowEntry* e = hit.entry;
+  if (e == nullptr) return false;
+  const auto d = static_cast<unsigned>(hit.dir);
+  if (e->route_epoch[d] != epoch_) return false;
+  // Only packets that leave the TCP state as it is (update() would just refresh last_seen).
+  if (e->state != FlowState::kUdp &&
+      (e->state != FlowState::kEstablished || (p.tcp_flags & (kTcpSyn | kTcpFin | kTcpRst)) != 0)) {
+    return false;
+  }
+  const uint16_t out_port = e->route_port[d];
+  const PortInfo& out = ports_[out_port];
+  if (ntoh16(p.ip->total_length) > out.mtu) return false;
+  const uint32_t next = e->route_next_hop[d];
+  const NeighborTable::Lookup n = neighbors_.lookup(next, now_tsc_);
+  if (n.mac == nullptr) return false;
+  e->last_seen_s = now_s_;
+  BackendCounters& bc = backend_counters_[e->nat.service_port_id];
+  if (hit.dir == FlowDir::kForward) {
+    bc.to_packets++;
+    bc.to_bytes += rte_pktmbuf_pkt_len(m);
+    counters_.nat_forward++;
+    if (out.tx_csum_offload) [[unlikely]] {
+      write_nat(m, p, NatSide::kDestination, e->nat.backend_ip, e->nat.backend_port, out);
+    } else {
+      forward_dst(*p.ip, p.l4, p.proto, e->nat.backend_ip, e->nat.backend_port);
+    }
+  } else {
+    bc.from_packets++;
+    bc.from_bytes += rte_pktmbuf_pkt_len(m);
+    counters_.nat_reverse++;
+    if (out.tx_csum_offload) [[unlikely]] {
+      write_nat(m, p, NatSide::kSource, e->nat.vip, e->nat.vip_port, out);
+    } else {
+      forward_src(*p.ip, p.l4, p.proto, e->nat.vip, e->nat.vip_port);
+    }
+  }
+  if (n.refresh) send_arp_request(out_port, next);
+  send_resolved<false>(out_port, m, *n.mac);
+  return true;
 }
 
 uint16_t Worker::owner_of(const ParsedPacket& p, const Snapshot& snap) const noexcept {
@@ -442,7 +501,9 @@ void Worker::handle_service(uint16_t in_port, const ServicePort& sp, rte_mbuf* m
     hit.entry = nullptr;
   }
   FlowNat nat;
+  FlowEntry* decided = nullptr;  // where the route chosen below is cached
   if (hit.entry != nullptr && hit.dir == FlowDir::kForward) {
+    decided = hit.entry;
     if constexpr (kTrace) {
       trace_->add(TraceStep::kFlowHit, hit.entry->nat.backend_ip, hit.entry->nat.backend_port,
                   static_cast<uint32_t>(hit.entry->state), now_s_ - hit.entry->created_s);
@@ -490,6 +551,7 @@ void Worker::handle_service(uint16_t in_port, const ServicePort& sp, rte_mbuf* m
           e = flows_.insert(p.key, hash, nat, p.tcp_flags, now_s_);
         }
       }
+      decided = e;
       if (e != nullptr) {
         counters_.flows_created++;
         backend_counters_[nat.service_port_id].new_flows++;
@@ -505,7 +567,8 @@ void Worker::handle_service(uint16_t in_port, const ServicePort& sp, rte_mbuf* m
     bc.to_bytes += rte_pktmbuf_pkt_len(m);
     counters_.nat_forward++;
   }
-  nat_and_send<kTrace>(m, p, NatSide::kDestination, nat.backend_ip, nat.backend_port, snap);
+  nat_and_send<kTrace>(m, p, NatSide::kDestination, nat.backend_ip, nat.backend_port, snap,
+                       decided);
 }
 
 template <bool kTrace>
@@ -563,7 +626,9 @@ void Worker::handle_reply(rte_mbuf* m, const ParsedPacket& p, uint64_t hash,
       counters_.nat_reverse_stateless++;
     }
   }
-  nat_and_send<kTrace>(m, p, NatSide::kSource, vip_be, vip_port_be, snap);
+  nat_and_send<kTrace>(m, p, NatSide::kSource, vip_be, vip_port_be, snap,
+                       hit.entry != nullptr && hit.dir == FlowDir::kReverse ? hit.entry : nullptr,
+                       FlowDir::kReverse);
 }
 
 void Worker::reject(uint16_t in_port, rte_mbuf* m, const ParsedPacket& p) noexcept {
@@ -612,7 +677,8 @@ void Worker::answer_echo(uint16_t in_port, rte_mbuf* m, const ParsedPacket& p) n
 
 template <bool kTrace>
 void Worker::nat_and_send(rte_mbuf* m, const ParsedPacket& p, NatSide side, uint32_t ip_be,
-                          uint16_t port_be, const Snapshot& snap) noexcept {
+                          uint16_t port_be, const Snapshot& snap, FlowEntry* decided,
+                          FlowDir dir) noexcept {
   Ipv4Hdr& ip = *p.ip;
   // Route on the address the packet will carry, so the egress port (and whether it
   // offloads checksums) is known before rewriting.
@@ -645,6 +711,62 @@ void Worker::nat_and_send(rte_mbuf* m, const ParsedPacket& p, NatSide side, uint
   if constexpr (kTrace) {
     trace_->add(TraceStep::kNat, ip_be, port_be, side == NatSide::kDestination);
   }
+  write_nat(m, p, side, ip_be, port_be, out);
+  if (p.l2_len > sizeof(EthHdr)) {
+    // Ports are untagged: drop the 802.1Q tag by sliding the MAC addresses over it.
+    uint8_t* data = rte_pktmbuf_mtod(m, uint8_t*);
+    std::memmove(data + sizeof(VlanHdr), data, 2 * sizeof(MacAddr));
+    rte_pktmbuf_adj(m, sizeof(VlanHdr));
+    rte_pktmbuf_mtod(m, EthHdr*)->ether_type = hton16(kEtherTypeIpv4);
+    m->l2_len = sizeof(EthHdr);
+  }
+  const uint32_t next = nh->gateway_be != 0 ? nh->gateway_be : dst;
+  if constexpr (!kTrace) {
+    if (decided != nullptr && nh->port <= UINT8_MAX) {
+      const auto d = static_cast<unsigned>(dir);
+      decided->route_port[d] = static_cast<uint8_t>(nh->port);
+      decided->route_next_hop[d] = next;
+      decided->route_epoch[d] = epoch_;
+    }
+  }
+  if constexpr (kTrace) {
+    const MacAddr* mac = neighbors_.peek(next);
+    trace_->add(TraceStep::kNeighbor, next, mac != nullptr);
+    if (mac == nullptr) {
+      trace_->verdict = TraceVerdict::kHold;
+      trace_->out_port = nh->port;
+      rte_pktmbuf_free(m);
+      return;
+    }
+    send_resolved<kTrace>(nh->port, m, *mac);
+    return;
+  }
+  NeighborTable::Lookup n = neighbors_.lookup(next, now_tsc_);
+  if (n.mac != nullptr) {
+    if (n.refresh) send_arp_request(nh->port, next);
+    send_resolved<false>(nh->port, m, *n.mac);
+    return;
+  }
+  m->port = nh->port;  // where release() sends it once the next hop answers
+  switch (neighbors_.hold(next, nh->port, m, now_tsc_)) {
+    case NeighborTable::Hold::kHeldProbe:
+      send_arp_request(nh->port, next);
+      [[fallthrough]];
+    case NeighborTable::Hold::kHeld:
+      counters_.neighbor_held++;
+      break;
+    case NeighborTable::Hold::kHoldFull:
+      drop(m, DropReason::kNeighborHoldFull);
+      break;
+    case NeighborTable::Hold::kTableFull:
+      drop(m, DropReason::kNeighborTableFull);
+      break;
+  }
+}
+
+void Worker::write_nat(rte_mbuf* m, const ParsedPacket& p, NatSide side, uint32_t ip_be,
+                       uint16_t port_be, const PortInfo& out) noexcept {
+  Ipv4Hdr& ip = *p.ip;
   // Not for fragments: the NIC would sum this fragment alone, not the datagram; nor ICMP.
   if (out.tx_csum_offload && p.frag == FragKind::kNone && p.proto != kIpProtoIcmp) {
     // The NIC computes both checksums: write the fields and leave it the pseudo-header
@@ -678,48 +800,6 @@ void Worker::nat_and_send(rte_mbuf* m, const ParsedPacket& p, NatSide side, uint
       rewrite_src(ip, p.l4, l4_proto, ip_be, port_be);
     }
     decrement_ttl(ip);
-  }
-  if (p.l2_len > sizeof(EthHdr)) {
-    // Ports are untagged: drop the 802.1Q tag by sliding the MAC addresses over it.
-    uint8_t* data = rte_pktmbuf_mtod(m, uint8_t*);
-    std::memmove(data + sizeof(VlanHdr), data, 2 * sizeof(MacAddr));
-    rte_pktmbuf_adj(m, sizeof(VlanHdr));
-    rte_pktmbuf_mtod(m, EthHdr*)->ether_type = hton16(kEtherTypeIpv4);
-    m->l2_len = sizeof(EthHdr);
-  }
-  const uint32_t next = nh->gateway_be != 0 ? nh->gateway_be : dst;
-  if constexpr (kTrace) {
-    const MacAddr* mac = neighbors_.peek(next);
-    trace_->add(TraceStep::kNeighbor, next, mac != nullptr);
-    if (mac == nullptr) {
-      trace_->verdict = TraceVerdict::kHold;
-      trace_->out_port = nh->port;
-      rte_pktmbuf_free(m);
-      return;
-    }
-    send_resolved<kTrace>(nh->port, m, *mac);
-    return;
-  }
-  NeighborTable::Lookup n = neighbors_.lookup(next, now_tsc_);
-  if (n.mac != nullptr) {
-    if (n.refresh) send_arp_request(nh->port, next);
-    send_resolved<false>(nh->port, m, *n.mac);
-    return;
-  }
-  m->port = nh->port;  // where release() sends it once the next hop answers
-  switch (neighbors_.hold(next, nh->port, m, now_tsc_)) {
-    case NeighborTable::Hold::kHeldProbe:
-      send_arp_request(nh->port, next);
-      [[fallthrough]];
-    case NeighborTable::Hold::kHeld:
-      counters_.neighbor_held++;
-      break;
-    case NeighborTable::Hold::kHoldFull:
-      drop(m, DropReason::kNeighborHoldFull);
-      break;
-    case NeighborTable::Hold::kTableFull:
-      drop(m, DropReason::kNeighborTableFull);
-      break;
   }
 }
 
@@ -803,6 +883,10 @@ FlowHit Worker::lookup_flow(const FlowKey& key, uint64_t hash) noexcept {
     if (hit.entry != nullptr && flows_.expired(*hit.entry, now_s_)) return {};
     return hit;
   } else {
+    if (have_known_hit_ && known_hash_ == hash) {  // forward_cached() looked it up already
+      have_known_hit_ = false;
+      return known_hit_;
+    }
     return flows_.lookup(key, hash, now_s_);
   }
 }
@@ -957,5 +1041,6 @@ void Worker::drop(rte_mbuf* m, DropReason reason) noexcept {
 namespace l4lb {
 // Used by worker_guard.cc (ICMP errors and fragments take the same way out).
 template void Worker::nat_and_send<false>(rte_mbuf*, const ParsedPacket&, NatSide, uint32_t,
-                                          uint16_t, const Snapshot&) noexcept;
+                                          uint16_t, const Snapshot&, FlowEntry*,
+                                          FlowDir) noexcept;
 }  // namespace l4lb

@@ -120,9 +120,19 @@ class Worker {
   void send_released_fragments(const Snapshot& snap) noexcept;
   // Rewrites one side's address and port (DNAT or reverse NAT), decrements TTL, fixes
   // checksums (incrementally, or by TX offload where the egress port has it), routes, sends.
+  // decided: the flow this packet belongs to, in direction dir; the route chosen is cached
+  // in it for the fast lane (forward_cached()).
   template <bool kTrace>
   void nat_and_send(rte_mbuf* m, const ParsedPacket& p, NatSide side, uint32_t ip_be,
-                    uint16_t port_be, const Snapshot& snap) noexcept;
+                    uint16_t port_be, const Snapshot& snap, FlowEntry* decided = nullptr,
+                    FlowDir dir = FlowDir::kForward) noexcept;
+  // The header rewrite of nat_and_send() once the egress port is known (untagged frames).
+  void write_nat(rte_mbuf* m, const ParsedPacket& p, NatSide side, uint32_t ip_be,
+                 uint16_t port_be, const PortInfo& out) noexcept;
+  // Fast lane for a packet of a known flow whose forwarding decision this worker already
+  // made under the current configuration: rewrites and sends it, or returns false (and
+  // leaves the packet untouched) for the full path, which then reuses the lookup.
+  bool forward_cached(rte_mbuf* m, const ParsedPacket& p, uint64_t hash, bool certain_miss) noexcept;
   template <bool kTrace>
   void send_resolved(uint16_t out_port, rte_mbuf* m, const MacAddr& dst) noexcept;
   void send_arp_request(uint16_t out_port, uint32_t target_be) noexcept;
@@ -171,7 +181,14 @@ class Worker {
   std::vector<HandoffBuffer> staged_;  // [to]
   uint16_t port_index_[RTE_MAX_ETHPORTS] = {};  // DPDK port id -> index into ports_
   std::vector<TxContext> tx_contexts_;
+  ParsedPacket parsed_[kBurst];  // process_burst()'s, here so it is not constructed per burst
   uint64_t generation_ = 0;
+  // Bumped with every new snapshot: FlowEntry::route_epoch older than this is stale.
+  uint32_t epoch_ = 1;
+  // forward_cached()'s lookup, handed to the full path's lookup_flow() for the same packet.
+  FlowHit known_hit_;
+  uint64_t known_hash_ = 0;
+  bool have_known_hit_ = false;
   uint64_t tsc_hz_;
   uint64_t start_tsc_;
   uint64_t now_tsc_ = 0;
