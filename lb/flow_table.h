@@ -61,6 +61,7 @@ struct alignas(64) FlowEntry {
   // later packets skip the Service, ACL and route lookups. Opaque here: valid while
   // route_epoch equals the worker's configuration epoch (0 = none; insert() clears it).
   uint8_t route_port[2];
+  uint16_t route_neighbor[2];  // the next hop's neighbour-cache slot, a hint
   uint32_t route_epoch[2];
   uint32_t route_next_hop[2];
   // The key the backend's replies carry.

@@ -28,7 +28,16 @@ constexpr uint8_t kIpProtoUdp = 17;
 
 struct MacAddr {
   uint8_t b[6];
-  bool operator==(const MacAddr&) const = default;
+  // Two loads and a compare, not six byte compares: every frame's destination is checked.
+  bool operator==(const MacAddr& o) const noexcept {
+    uint32_t a, c;
+    uint16_t x, y;
+    std::memcpy(&a, b, 4);
+    std::memcpy(&c, o.b, 4);
+    std::memcpy(&x, b + 4, 2);
+    std::memcpy(&y, o.b + 4, 2);
+    return ((a ^ c) | static_cast<uint32_t>(x ^ y)) == 0;
+  }
   bool is_broadcast() const { return (b[0] & b[1] & b[2] & b[3] & b[4] & b[5]) == 0xff; }
   bool is_multicast() const { return (b[0] & 1) != 0; }
 };

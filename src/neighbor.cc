@@ -52,7 +52,7 @@ const MacAddr* NeighborTable::peek(uint32_t ip_be) const noexcept {
 NeighborTable::Lookup NeighborTable::lookup(uint32_t ip_be, uint64_t now) noexcept {
   Entry* e = find(ip_be);
   if (e == nullptr || e->state == State::kIncomplete) return {};
-  Lookup r{&e->mac, false};
+  Lookup r{&e->mac, false, static_cast<uint16_t>(e - entries_)};
   if (e->state == State::kReachable && now >= e->deadline) {
     e->deadline = now + probe_interval_ * 25;  // one confirmation probe each 5 s while stale
     r.refresh = true;

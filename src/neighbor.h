@@ -20,6 +20,7 @@ class NeighborTable {
   struct Lookup {
     const MacAddr* mac = nullptr;  // null: unresolved
     bool refresh = false;          // resolved but old: send an ARP request to confirm
+    uint16_t slot = 0;             // where it sits, for resolved_at() (when mac is set)
   };
   enum class Hold : uint8_t { kHeld, kHeldProbe, kHoldFull, kTableFull };
 
@@ -29,6 +30,15 @@ class NeighborTable {
   NeighborTable& operator=(const NeighborTable&) = delete;
 
   Lookup lookup(uint32_t ip_be, uint64_t now) noexcept;
+  // lookup() without the hash probe when the caller remembers the slot an earlier lookup()
+  // gave: the MAC if that slot still holds ip_be, resolved and not due for a refresh; else
+  // nullptr, and the caller asks lookup() (which also sends the refresh when one is due).
+  const MacAddr* resolved_at(uint16_t slot, uint32_t ip_be, uint64_t now) const noexcept {
+    const Entry& e = entries_[slot & (kCapacity - 1)];
+    const bool ok = e.ip_be == ip_be &&
+                    (e.state == State::kStatic || (e.state == State::kReachable && now < e.deadline));
+    return ok ? &e.mac : nullptr;
+  }
   // Queues m until ip_be answers; kHeldProbe: the caller sends the first ARP request now.
   Hold hold(uint32_t ip_be, uint16_t port, rte_mbuf* m, uint64_t now) noexcept;
   // Records ip -> mac. With create == false only an existing entry is updated (RFC 826:

@@ -7,6 +7,7 @@
 #include <rte_rcu_qsbr.h>
 
 #include <algorithm>
+#include <bit>
 #include <cstring>
 #include <thread>
 
@@ -215,6 +216,19 @@ void Worker::process_burst(uint16_t in_port, rte_mbuf** pkts, uint16_t n,
     if (hashes[i] != 0 && !flows_.prefetch_entry(hashes[i])) certain_miss |= 1u << i;
   }
   flows_.clear_recent();  // an insert by an earlier packet of the burst may add a later one's key
+  // Pass 1c, new flows only: their insert will look up the reverse key (backend -> client)
+  // in two more cold buckets; pick the backend now and start those loads, so they overlap
+  // across the burst instead of stalling each insert. A guess (ACL, backend and the table
+  // are checked again in pass 2): a wrong one only wastes the prefetch.
+  for (uint32_t bits = certain_miss; bits != 0; bits &= bits - 1) {
+    const ParsedPacket& p = parsed[std::countr_zero(bits)];
+    const ServicePort* sp = snap.services.find(p.key.dst_ip, p.proto, p.key.dst_port);
+    if (sp == nullptr || p.icmp_error) continue;
+    const int b = sp->pick(hashes[std::countr_zero(bits)], p.key.src_ip);
+    if (b < 0) continue;
+    flows_.prefetch(hash_flow(FlowKey{sp->backend_ips_be[b], p.key.src_ip, sp->target_port_be,
+                                      p.key.src_port, p.proto}));
+  }
   // Pass 2: decide and act.
   for (uint16_t i = 0; i < n; ++i) {
     rte_mbuf* m = pkts[i];
@@ -274,8 +288,12 @@ bool Worker::forward_cached(rte_mbuf* m, const ParsedPacket& p, uint64_t hash,
   const PortInfo& out = ports_[out_port];
   if (ntoh16(p.ip->total_length) > out.mtu) return false;
   const uint32_t next = e->route_next_hop[d];
-  const NeighborTable::Lookup n = neighbors_.lookup(next, now_tsc_);
-  if (n.mac == nullptr) return false;
+  NeighborTable::Lookup n{neighbors_.resolved_at(e->route_neighbor[d], next, now_tsc_)};
+  if (n.mac == nullptr) {
+    n = neighbors_.lookup(next, now_tsc_);
+    if (n.mac == nullptr) return false;
+    e->route_neighbor[d] = n.slot;
+  }
   e->last_seen_s = now_s_;
   BackendCounters& bc = backend_counters_[e->nat.service_port_id];
   if (hit.dir == FlowDir::kForward) {
