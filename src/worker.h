@@ -132,7 +132,8 @@ class Worker {
   // Fast lane for a packet of a known flow whose forwarding decision this worker already
   // made under the current configuration: rewrites and sends it, or returns false (and
   // leaves the packet untouched) for the full path, which then reuses the lookup.
-  bool forward_cached(rte_mbuf* m, const ParsedPacket& p, uint64_t hash, bool certain_miss) noexcept;
+  [[gnu::always_inline]] inline bool forward_cached(rte_mbuf* m, const ParsedPacket& p, uint64_t hash,
+                                                   bool certain_miss) noexcept;
   template <bool kTrace>
   void send_resolved(uint16_t out_port, rte_mbuf* m, const MacAddr& dst) noexcept;
   void send_arp_request(uint16_t out_port, uint32_t target_be) noexcept;

@@ -22,6 +22,7 @@ SCENARIOS = ["baseline", "established-1k", "established-1m", "new-flows", "large
 
 def test_bench_quick_json_shape():
     r = subprocess.run([str(REPO / "scripts" / "bench"), "--quick", "--json", "--no-build",
+                        "--build-dir", str(REPO / "build"),
                         "--nice", "0"], capture_output=True, text=True, timeout=200, cwd=REPO)
     rows = [json.loads(line) for line in r.stdout.splitlines() if line.strip()]
     assert [row["scenario"] for row in rows] == SCENARIOS, r.stderr[-3000:]
