@@ -235,6 +235,9 @@ struct Options {
   std::string expect_prefix;  // sample check of received packets: dst inside this /24-style
   uint16_t expect_dport = 0;
   bool prime = true;
+  // gen: after printing the figures, keep the links up until stdin closes, so the device
+  // (l4lbd or reflect) stops polling before its peer goes away (see the end of run()).
+  bool hold = false;
 };
 
 struct GenResult {
@@ -504,6 +507,13 @@ int run(const Options& o) {
   }
   std::fflush(stdout);
   std::fflush(stderr);
+  // A memif peer disconnecting while the device polls its rings races in the PMD (the
+  // reflector died with SIGSEGV now and then): with --hold the harness stops the device
+  // first, then closes our stdin.
+  if (o.hold) {
+    while (std::fgetc(stdin) != EOF) {
+    }
+  }
   // The figures are out. Closing a memif port while its peer disconnects races in the PMD's
   // control thread (an intermittent SIGSEGV in the reflector at exit, seen in CI); this
   // helper holds nothing that outlives the process (no hugepages, --no-shconf, sockets in
@@ -533,6 +543,7 @@ int main(int argc, char** argv) {
   app.add_option("--expect-prefix", o.expect_prefix, "sample check: received dst inside CIDR");
   app.add_option("--expect-dport", o.expect_dport, "sample check: received dst port");
   app.add_flag("!--no-prime", o.prime, "skip the priming pass over every flow");
+  app.add_flag("--hold", o.hold, "gen: after the figures, stay connected until stdin closes");
   CLI11_PARSE(app, argc, argv);
   try {
     return run(o);

@@ -445,6 +445,25 @@ TEST(FlowTable, StaleHintOfAReusedEntryIsNotTrusted) {
   EXPECT_FALSE(t.prefetch_entry(hash_flow(b.fwd)));  // certainly absent now
 }
 
+TEST(FlowTable, InsertsSinceClearRecentAreFlaggedForBothKeys) {
+  // The worker trusts prefetch_entry()'s "certainly absent" for a later packet of the
+  // burst only while no insert may have added its key: both keys of every insert count.
+  FlowTable t(64, kTimeouts);
+  const Flow a = make_flow(1, 1000), b = make_flow(2, 2000);
+  EXPECT_FALSE(t.prefetch_entry(hash_flow(a.fwd)));
+  t.clear_recent();
+  EXPECT_FALSE(t.maybe_inserted(hash_flow(a.fwd)));
+  EXPECT_FALSE(t.maybe_inserted(hash_flow(a.rev())));
+  ASSERT_NE(add(t, a, kTcpSyn, 1), nullptr);
+  EXPECT_TRUE(t.maybe_inserted(hash_flow(a.fwd)));
+  EXPECT_TRUE(t.maybe_inserted(hash_flow(a.rev())));
+  t.clear_recent();
+  EXPECT_FALSE(t.maybe_inserted(hash_flow(a.fwd)));
+  // Every later insert is flagged again.
+  ASSERT_NE(add(t, b, kTcpSyn, 1), nullptr);
+  EXPECT_TRUE(t.maybe_inserted(hash_flow(b.fwd)));
+}
+
 TEST(FlowTable, ReverseKeyOfALiveFlowIsNotTakenOver) {
   FlowTable t(64, kTimeouts);
   // Same client address and port towards two VIP ports, both pinned to the same pod:port.
