@@ -270,7 +270,9 @@ class FlowTable {
     uint64_t hash = 0;
     uint32_t ref = kNoSlot;
   };
-  static constexpr uint32_t kHints = 64;  // direct-mapped by hash; > a burst
+  // Direct-mapped by hash: 256 slots leave ~6 % of a 32-packet burst colliding (64 left ~22 %,
+  // each a second bucket scan).
+  static constexpr uint32_t kHints = 256;
   mutable std::array<Hint, kHints> hints_{};
   bool holds(uint32_t ref, const FlowKey& key) const noexcept {
     const FlowEntry& e = entries_[ref >> 1];
