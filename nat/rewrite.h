@@ -29,20 +29,11 @@ inline uint16_t adjust_addr_port(uint16_t csum, uint32_t old_ip, uint32_t new_ip
   return checksum_fold(sum);
 }
 
-// Rewrites one end (destination when Dst, source otherwise) of a TCP or UDP packet.
+// The TCP/UDP side of rewriting one end: the port, and the checksum, which covers the port
+// and, through the pseudo-header, the address (old_ip -> new_ip). Other protocols: nothing.
 template <bool Dst>
-inline void rewrite_end(Ipv4Hdr& ip, void* l4, uint8_t proto, uint32_t new_ip,
-                        uint16_t new_port) noexcept {
-  uint32_t old_ip = Dst ? ip.dst : ip.src;
-  // The IPv4 header checksum covers the address itself (RFC 791).
-  ip.checksum = checksum_adjust32(ip.checksum, old_ip, new_ip);
-  if constexpr (Dst) {
-    ip.dst = new_ip;
-  } else {
-    ip.src = new_ip;
-  }
-
-  // The TCP/UDP checksum covers the port and, through the pseudo-header, the address.
+inline void rewrite_l4(void* l4, uint8_t proto, uint32_t old_ip, uint32_t new_ip,
+                       uint16_t new_port) noexcept {
   if (proto == kIpProtoTcp) {
     auto* tcp = static_cast<TcpHdr*>(l4);
     uint16_t old_port = Dst ? tcp->dst_port : tcp->src_port;
@@ -70,6 +61,22 @@ inline void rewrite_end(Ipv4Hdr& ip, void* l4, uint8_t proto, uint32_t new_ip,
   }
 }
 
+// Rewrites one end (destination when Dst, source otherwise) of a TCP or UDP packet.
+template <bool Dst>
+inline void rewrite_end(Ipv4Hdr& ip, void* l4, uint8_t proto, uint32_t new_ip,
+                        uint16_t new_port) noexcept {
+  uint32_t old_ip = Dst ? ip.dst : ip.src;
+  // The IPv4 header checksum covers the address itself (RFC 791).
+  ip.checksum = checksum_adjust32(ip.checksum, old_ip, new_ip);
+  if constexpr (Dst) {
+    ip.dst = new_ip;
+  } else {
+    ip.src = new_ip;
+  }
+
+  rewrite_l4<Dst>(l4, proto, old_ip, new_ip, new_port);
+}
+
 // rewrite_end() followed by decrement_ttl(), with one IPv4 header checksum update for the
 // address and the {ttl, protocol} word together (RFC 1624 eqn. 3 summed over both changes):
 // the forwarding fast lane's rewrite. The caller has checked ttl > 1.
@@ -94,20 +101,7 @@ inline void rewrite_end_ttl(Ipv4Hdr& ip, void* l4, uint8_t proto, uint32_t new_i
   } else {
     ip.src = new_ip;
   }
-  auto* udp = static_cast<UdpHdr*>(l4);  // TCP and UDP ports sit alike
-  const uint16_t old_port = Dst ? udp->dst_port : udp->src_port;
-  if (proto == kIpProtoTcp) {
-    auto* tcp = static_cast<TcpHdr*>(l4);
-    tcp->checksum = adjust_addr_port(tcp->checksum, old_ip, new_ip, old_port, new_port);
-  } else if (udp->checksum != 0) {  // UDP: see rewrite_end()
-    const uint16_t c = adjust_addr_port(udp->checksum, old_ip, new_ip, old_port, new_port);
-    udp->checksum = c == 0 ? 0xffff : c;
-  }
-  if constexpr (Dst) {
-    udp->dst_port = new_port;
-  } else {
-    udp->src_port = new_port;
-  }
+  rewrite_l4<Dst>(l4, proto, old_ip, new_ip, new_port);
 }
 
 }  // namespace rewrite_detail

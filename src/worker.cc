@@ -296,24 +296,19 @@ bool Worker::forward_cached(rte_mbuf* m, const ParsedPacket& p, uint64_t hash,
   }
   e->last_seen_s = now_s_;
   BackendCounters& bc = backend_counters_[e->nat.service_port_id];
-  if (hit.dir == FlowDir::kForward) {
-    bc.to_packets++;
-    bc.to_bytes += rte_pktmbuf_pkt_len(m);
-    counters_.nat_forward++;
-    if (out.tx_csum_offload) [[unlikely]] {
-      write_nat(m, p, NatSide::kDestination, e->nat.backend_ip, e->nat.backend_port, out);
-    } else {
-      forward_dst(*p.ip, p.l4, p.proto, e->nat.backend_ip, e->nat.backend_port);
-    }
+  const bool forward = hit.dir == FlowDir::kForward;
+  (forward ? bc.to_packets : bc.from_packets)++;
+  (forward ? bc.to_bytes : bc.from_bytes) += rte_pktmbuf_pkt_len(m);
+  (forward ? counters_.nat_forward : counters_.nat_reverse)++;
+  // DNAT to the backend, or reverse NAT of its reply back to the VIP.
+  const uint32_t ip_be = forward ? e->nat.backend_ip : e->nat.vip;
+  const uint16_t port_be = forward ? e->nat.backend_port : e->nat.vip_port;
+  if (out.tx_csum_offload) [[unlikely]] {
+    write_nat(m, p, forward ? NatSide::kDestination : NatSide::kSource, ip_be, port_be, out);
+  } else if (forward) {
+    forward_dst(*p.ip, p.l4, p.proto, ip_be, port_be);
   } else {
-    bc.from_packets++;
-    bc.from_bytes += rte_pktmbuf_pkt_len(m);
-    counters_.nat_reverse++;
-    if (out.tx_csum_offload) [[unlikely]] {
-      write_nat(m, p, NatSide::kSource, e->nat.vip, e->nat.vip_port, out);
-    } else {
-      forward_src(*p.ip, p.l4, p.proto, e->nat.vip, e->nat.vip_port);
-    }
+    forward_src(*p.ip, p.l4, p.proto, ip_be, port_be);
   }
   if (n.refresh) send_arp_request(out_port, next);
   send_resolved<false>(out_port, m, *n.mac);
