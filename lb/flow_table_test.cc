@@ -666,13 +666,19 @@ struct RandomRunStats {
   uint32_t expired_by_hand = 0;
 };
 
-// Erases from the model the flows the table evicted, checking each was evictable.
-uint32_t reconcile_evictions(const FlowTable& t, Model& m, uint32_t now) {
-  std::unordered_set<FlowKey, KeyHash> present;
+// The forward keys of every entry the table holds (expired or not).
+std::unordered_set<FlowKey, KeyHash> live_keys(const FlowTable& t) {
+  std::unordered_set<FlowKey, KeyHash> keys;
   t.for_each([&](const FlowEntry& e) {
-    present.insert(e.fwd);
+    keys.insert(e.fwd);
     return true;
   });
+  return keys;
+}
+
+// Erases from the model the flows the table evicted, checking each was evictable.
+uint32_t reconcile_evictions(const FlowTable& t, Model& m, uint32_t now) {
+  const std::unordered_set<FlowKey, KeyHash> present = live_keys(t);
   std::vector<FlowKey> gone;
   for (const auto& [k, f] : m.flows()) {
     if (present.contains(k)) continue;
@@ -755,11 +761,7 @@ void run_random_ops(uint32_t capacity, uint32_t clients, uint32_t seed, RandomRu
       now += pick(4);
     } else {  // incremental expiry: whatever the hand removed must have been expired
       const uint32_t n = t.expire(now, 1 + pick(40));
-      std::unordered_set<FlowKey, KeyHash> present;
-      t.for_each([&](const FlowEntry& e) {
-        present.insert(e.fwd);
-        return true;
-      });
+      const std::unordered_set<FlowKey, KeyHash> present = live_keys(t);
       std::vector<FlowKey> gone;
       for (const auto& [k, f] : m.flows()) {
         if (!present.contains(k)) {

@@ -60,6 +60,8 @@ import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from lib.inet_checksum import csum
 from typing import Optional
 
 from scapy.layers.inet import ICMP, IP, TCP, UDP, IPOption
@@ -118,16 +120,6 @@ CONFIG = (
 )
 
 # --------------------------------------------------------------------------- wire helpers
-
-
-def csum(data: bytes) -> int:
-    """RFC 1071 one's-complement checksum, ready to store."""
-    if len(data) % 2:
-        data += b"\x00"
-    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    return ~s & 0xFFFF
 
 
 def ip_header(ver_ihl=0x45, total=40, ip_id=0, frag=0, ttl=64, proto=6, src="203.0.113.8",

@@ -15,14 +15,7 @@ import socket
 import struct
 import time
 
-
-def csum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\x00"
-    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    return ~s & 0xFFFF
+from inet_checksum import csum  # this script's folder is first on sys.path
 
 
 def frame(dst_mac, src_mac, src, dst, sport, dport, seq):
