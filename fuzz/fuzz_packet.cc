@@ -287,6 +287,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* input, size_t size) {
     check_bounds(p, frame.get(), len);
     CHECK(len == 0 || std::memcmp(frame.get(), input, len) == 0);  // the parser never writes
     if (verify && p.kind == PacketKind::kIpv4) CHECK(ipv4_header_checksum_ok(*p.ip));
+    // The inline fast path and the general parser agree on every frame.
+    ParsedPacket full;
+    parse_frame_full(frame.get(), len, ParseOptions{.verify_ipv4_checksum = verify}, full);
+    CHECK(p.kind == full.kind && p.drop == full.drop && p.proto == full.proto &&
+          p.tcp_flags == full.tcp_flags && p.l2_len == full.l2_len && p.l4_len == full.l4_len &&
+          p.eth == full.eth && p.arp == full.arp && p.ip == full.ip && p.l4 == full.l4 &&
+          p.key == full.key && p.frag == full.frag && p.icmp_error == full.icmp_error &&
+          p.quote.ip == full.quote.ip && p.quote.l4 == full.quote.l4 &&
+          p.quote.l4_have == full.quote.l4_have);
   }
   ParsedPacket p = parse_frame(frame.get(), len, ParseOptions{});
   if (p.kind != PacketKind::kIpv4) return 0;

@@ -12,15 +12,9 @@ void drop(ParsedPacket& p, DropReason r) noexcept {
   p.drop = r;
 }
 
-// 0/8, 127/8, 224/4 (multicast) and 240/4 (reserved, incl. broadcast) never source real flows.
-bool bad_source(uint32_t src_be) {
-  uint8_t first = static_cast<uint8_t>(ntoh32(src_be) >> 24);
-  return first == 0 || first == 127 || first >= 224;
-}
-
 }  // namespace
 
-void parse_frame_into(uint8_t* data, uint32_t len, ParseOptions opts, ParsedPacket& p) noexcept {
+void parse_frame_full(uint8_t* data, uint32_t len, ParseOptions opts, ParsedPacket& p) noexcept {
   p = ParsedPacket{};
   if (len < sizeof(EthHdr)) return drop(p, DropReason::kEthTruncated);
   auto* eth = reinterpret_cast<EthHdr*>(data);

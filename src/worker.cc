@@ -187,13 +187,11 @@ void Worker::process_burst(uint16_t in_port, rte_mbuf** pkts, uint16_t n,
   if (capture_on_) [[unlikely]] capture_rx(in_port, pkts, n, snap);
   // Pass 1: parse and hash the whole burst and prefetch the flow-table buckets, so the
   // cache misses of a large table overlap instead of stalling one packet at a time.
+  uint64_t rx_bytes = 0;
   for (uint16_t i = 0; i < n; ++i) {
     if (i + 1 < n) rte_prefetch0(rte_pktmbuf_mtod(pkts[i + 1], void*));
     rte_mbuf* m = pkts[i];
-    if (!from_ring) {
-      counters_.ports[in_port].rx_packets++;
-      counters_.ports[in_port].rx_bytes += rte_pktmbuf_pkt_len(m);
-    }
+    rx_bytes += rte_pktmbuf_pkt_len(m);
     ParseOptions opts;
     opts.verify_ipv4_checksum =
         (m->ol_flags & RTE_MBUF_F_RX_IP_CKSUM_MASK) != RTE_MBUF_F_RX_IP_CKSUM_GOOD;
@@ -209,6 +207,10 @@ void Worker::process_burst(uint16_t in_port, rte_mbuf** pkts, uint16_t n,
     if (owners[i] != me || pi.frag == FragKind::kLater) continue;
     hashes[i] = hash_flow(parsed[i].key);
     flows_.prefetch(hashes[i]);
+  }
+  if (!from_ring) {  // a handed-off packet was counted by the worker that received it
+    counters_.ports[in_port].rx_packets += n;
+    counters_.ports[in_port].rx_bytes += rx_bytes;
   }
   // Pass 1b: the buckets have arrived (or are on their way); fetch the entries they name.
   uint32_t certain_miss = 0;  // bit i: no slot has packet i's signature (a new flow)
