@@ -1,0 +1,88 @@
+#include "lb/flow_key.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <bit>
+#include <random>
+#include <set>
+#include <vector>
+
+namespace l4lb {
+namespace {
+
+// Pinned values: every instance (behind ECMP, across restarts) must hash a flow alike, so a
+// change here re-maps flows and must be deliberate.
+TEST(FlowKey, HashIsPinned) {
+  const FlowKey k{0x01020304u, 0x0a0b0c0du, 0x1234, 0x5678, 6};
+  const FlowKey r = k.reversed();
+  EXPECT_EQ(hash_flow(k), 0x46fee599908ddd44ULL) << std::hex << hash_flow(k);
+  EXPECT_EQ(hash_flow(r), 0x94d8d6ae2341b5f7ULL) << std::hex << hash_flow(r);
+}
+
+// What the flow table needs: for keys as traffic has them (one VIP, clients differing in
+// address and port), low bits (bucket) spread evenly and the high 32 bits (signature) of
+// keys sharing a bucket rarely agree; no two keys hash alike.
+TEST(FlowKey, BucketsEvenAndSignaturesDistinctForClientKeys) {
+  constexpr uint32_t kBuckets = 1 << 12;
+  std::vector<uint32_t> load(kBuckets);
+  std::set<uint64_t> hashes;
+  std::set<uint64_t> bucket_sig;
+  uint32_t n = 0;
+  for (uint32_t client = 0; client < 256; ++client) {
+    for (uint32_t port = 1024; port < 1024 + 1024; ++port) {
+      const FlowKey k{0x0a000000u | client, 0xac100c64u, static_cast<uint16_t>(port), 80, 6};
+      const uint64_t h = hash_flow(k);
+      hashes.insert(h);
+      bucket_sig.insert((h & (kBuckets - 1)) << 32 | (h >> 32));
+      ++load[h & (kBuckets - 1)];
+      ++n;
+    }
+  }
+  EXPECT_EQ(hashes.size(), n);
+  EXPECT_EQ(bucket_sig.size(), n);  // nothing a lookup must resolve by reading entries
+  const double mean = double(n) / kBuckets;  // 64
+  uint32_t lo = n;
+  uint32_t hi = 0;
+  for (uint32_t l : load) {
+    lo = std::min(lo, l);
+    hi = std::max(hi, l);
+  }
+  // Poisson(64) stays within about +-5 sigma (40) over 4096 buckets.
+  EXPECT_GT(lo, mean - 40);
+  EXPECT_LT(hi, mean + 40);
+}
+
+// Each input bit flips about half of the output bits (and of the bucket bits alone).
+TEST(FlowKey, EveryKeyBitReachesTheWholeHash) {
+  std::mt19937_64 rng(11);
+  for (int field = 0; field < 5; ++field) {
+    const int width = field < 2 ? 32 : field < 4 ? 16 : 8;
+    for (int bit = 0; bit < width; ++bit) {
+      double flipped = 0;
+      double flipped_low = 0;
+      constexpr int kTrials = 200;
+      for (int t = 0; t < kTrials; ++t) {
+        FlowKey k{static_cast<uint32_t>(rng()), static_cast<uint32_t>(rng()),
+                  static_cast<uint16_t>(rng()), static_cast<uint16_t>(rng()),
+                  static_cast<uint8_t>(rng())};
+        FlowKey m = k;
+        switch (field) {
+          case 0: m.src_ip ^= 1u << bit; break;
+          case 1: m.dst_ip ^= 1u << bit; break;
+          case 2: m.src_port = static_cast<uint16_t>(m.src_port ^ (1u << bit)); break;
+          case 3: m.dst_port = static_cast<uint16_t>(m.dst_port ^ (1u << bit)); break;
+          default: m.proto = static_cast<uint8_t>(m.proto ^ (1u << bit)); break;
+        }
+        const uint64_t d = hash_flow(k) ^ hash_flow(m);
+        flipped += std::popcount(d);
+        flipped_low += std::popcount(d & 0xfffff);
+      }
+      EXPECT_NEAR(flipped / kTrials, 32, 3) << "field " << field << " bit " << bit;
+      EXPECT_NEAR(flipped_low / kTrials, 10, 1.5) << "field " << field << " bit " << bit;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace l4lb
