@@ -401,7 +401,16 @@ struct ReflectCounters {
   uint64_t tx[2] = {0, 0};
   uint64_t tx_failed = 0;
   uint64_t busy_cycles = 0, idle_cycles = 0, busy_polls = 0, empty_polls = 0;
+  // -Dstage_cycles=true builds, as l4lbd's (src/stats.h): busy cycles in rx_burst, the MAC
+  // swap, tx_burst.
+  uint64_t stage_rx = 0, stage_decide = 0, stage_flush = 0;
 };
+
+#ifdef L4LB_STAGE_CYCLES
+constexpr bool kStageCycles = true;
+#else
+constexpr bool kStageCycles = false;
+#endif
 
 struct ReflectCtx {
   uint16_t ports[2];
@@ -417,8 +426,17 @@ int reflect_loop(void* arg) {
   while (!g_stop.load(std::memory_order_relaxed)) {
     const uint64_t t0 = rte_rdtsc();
     uint32_t received = 0;
+    uint64_t rx_cyc = 0, swap_cyc = 0, tx_cyc = 0, mark = t0;
+    auto stage = [&mark](uint64_t& to) {
+      if constexpr (kStageCycles) {
+        const uint64_t t = rte_rdtsc();
+        to += t - mark;
+        mark = t;
+      }
+    };
     for (int in = 0; in < 2; ++in) {
       const uint16_t n = rte_eth_rx_burst(ctx->ports[in], 0, pkts, kBurst);
+      stage(rx_cyc);
       if (n == 0) continue;
       received += n;
       c.rx[in] += n;
@@ -429,8 +447,10 @@ int reflect_loop(void* arg) {
         std::memcpy(f, f + 6, 6);
         std::memcpy(f + 6, tmp, 6);
       }
+      stage(swap_cyc);
       const int out = 1 - in;
       const uint16_t s = rte_eth_tx_burst(ctx->ports[out], 0, pkts, n);
+      stage(tx_cyc);
       c.tx[out] += s;
       if (s < n) {
         c.tx_failed += n - s;
@@ -441,6 +461,9 @@ int reflect_loop(void* arg) {
     if (received != 0) {
       c.busy_cycles += spent;
       c.busy_polls++;
+      c.stage_rx += rx_cyc;
+      c.stage_decide += swap_cyc;
+      c.stage_flush += tx_cyc;
     } else {
       c.idle_cycles += spent;
       c.empty_polls++;
@@ -488,9 +511,13 @@ int run(const Options& o) {
     std::printf(
         "{\"role\":\"reflect\",\"lcore\":%u,\"tsc_hz\":%lu,\"rx_wan\":%lu,\"rx_lan\":%lu,"
         "\"tx_wan\":%lu,\"tx_lan\":%lu,\"tx_failed\":%lu,\"busy_cycles\":%lu,\"idle_cycles\":%lu,"
-        "\"busy_polls\":%lu,\"empty_polls\":%lu}\n",
+        "\"busy_polls\":%lu,\"empty_polls\":%lu,\"stage_cycles\":%s}\n",
         worker, rte_get_tsc_hz(), c.rx[0], c.rx[1], c.tx[0], c.tx[1], c.tx_failed, c.busy_cycles,
-        c.idle_cycles, c.busy_polls, c.empty_polls);
+        c.idle_cycles, c.busy_polls, c.empty_polls,
+        kStageCycles ? ("{\"rx\":" + std::to_string(c.stage_rx) + ",\"decide\":" +
+                        std::to_string(c.stage_decide) + ",\"flush\":" +
+                        std::to_string(c.stage_flush) + "}").c_str()
+                     : "null");
   } else {
     if (!wait_link_up({wan, lan}, o.link_timeout)) {
       throw std::runtime_error("links did not come up (is the peer running?)");

@@ -13,6 +13,9 @@ WorkerCounters sum_counters(const std::vector<const WorkerCounters*>& workers) {
     L4LB_WORKER_COUNTERS(L4LB_X)
 #undef L4LB_X
     for (size_t i = 0; i < kDropReasonCount; ++i) t.drops[i] += w->drops[i];
+#define L4LB_X(name, help) t.stages.name += w->stages.name;
+    L4LB_STAGES(L4LB_X)
+#undef L4LB_X
     for (size_t p = 0; p < kMaxPorts; ++p) {
       t.ports[p].rx_packets += w->ports[p].rx_packets;
       t.ports[p].rx_bytes += w->ports[p].rx_bytes;
@@ -35,6 +38,11 @@ std::string counters_json(const WorkerCounters& t, const std::vector<std::string
   }
   j["drops_total"] = total_drops;
   j["tsc_hz"] = rte_get_tsc_hz();
+  if (kStageCycles) {
+#define L4LB_X(name, help) j["stage_cycles"][#name] = t.stages.name;
+    L4LB_STAGES(L4LB_X)
+#undef L4LB_X
+  }
   for (size_t p = 0; p < port_names.size() && p < kMaxPorts; ++p) {
     j["ports"][port_names[p]] = {{"rx_packets", t.ports[p].rx_packets},
                                  {"rx_bytes", t.ports[p].rx_bytes},

@@ -51,6 +51,30 @@ constexpr size_t kMaxPorts = 8;
   X(busy_polls, "loop iterations that received packets")                                 \
   X(empty_polls, "loop iterations that received nothing")
 
+// Where a busy poll's TSC cycles go, by stage of the worker loop. Callgrind counts
+// instructions but not cache misses; these show a memory-bound scenario's stalls where they
+// happen. Counted only in a build with -Dstage_cycles=true (scripts/bench --stages builds
+// one): a few rdtsc per burst that the appliance does not pay.
+#ifdef L4LB_STAGE_CYCLES
+constexpr bool kStageCycles = true;
+#else
+constexpr bool kStageCycles = false;
+#endif
+#define L4LB_STAGES(X)                                                                      \
+  X(rx, "rte_eth_rx_burst on every port and hand-off ring")                                 \
+  X(look_ahead, "pass 1: parse, owner, hash, flow-table bucket prefetch")                   \
+  X(entries, "passes 1b, 1c: flow-entry prefetch, certain misses, reverse-key prefetch")    \
+  X(decide, "pass 2: lookups, decisions, NAT, TX buffering (with the TX bursts it fills)")  \
+  X(flush, "hand-off and TX buffer flushes at the end of the poll")                         \
+  X(expire, "flow and fragment expiry")                                                     \
+  X(rest, "the rest of the poll: snapshot, kernel twins, ticks, RCU")
+
+struct StageCycles {
+#define L4LB_X(name, help) uint64_t name = 0;
+  L4LB_STAGES(L4LB_X)
+#undef L4LB_X
+};
+
 struct alignas(64) PortQueueCounters {
   uint64_t rx_packets = 0;
   uint64_t rx_bytes = 0;
@@ -64,6 +88,7 @@ struct alignas(64) WorkerCounters {
 #undef L4LB_X
   std::array<uint64_t, kDropReasonCount> drops{};
   std::array<PortQueueCounters, kMaxPorts> ports{};
+  StageCycles stages;  // busy polls only; zero unless kStageCycles
 };
 
 // Per Service port and per backend, indexed by CounterSlots slot; one array per worker.

@@ -103,18 +103,25 @@ int Worker::run() noexcept {
     }
     now_tsc_ = rte_rdtsc();
     now_s_ = static_cast<uint32_t>((now_tsc_ - start_tsc_) / tsc_hz_);
+    if constexpr (kStageCycles) {
+      stage_poll_ = {};
+      stage_last_ = now_tsc_;
+    }
 
     uint32_t received = 0;
     for (uint16_t p = 0; p < ports_.size(); ++p) {
       uint16_t n = rte_eth_rx_burst(ports_[p].port_id, settings_.queue, pkts, kBurst);
+      stage_mark(&StageCycles::rx);
       if (n == 0) continue;
       received += n;
       process_burst(p, pkts, n, *snap);
     }
     received += poll_kernel();
+    stage_mark(&StageCycles::rest);
     for (rte_ring* ring : handoff_in_) {
       if (ring == nullptr) continue;
       uint16_t n = static_cast<uint16_t>(rte_ring_dequeue_burst(ring, reinterpret_cast<void**>(pkts), kBurst, nullptr));
+      stage_mark(&StageCycles::rx);
       if (n == 0) continue;
       received += n;
       counters_.handoff_received += n;
@@ -124,15 +131,23 @@ int Worker::run() noexcept {
     for (uint16_t p = 0; p < ports_.size(); ++p) {
       rte_eth_tx_buffer_flush(ports_[p].port_id, settings_.queue, tx_buffers_[p]);
     }
+    stage_mark(&StageCycles::flush);
     counters_.flows_expired +=
         flows_.expire(now_s_, received != 0 ? kExpireBudgetBusy : kExpireBudgetIdle);
     counters_.flows_evicted = flows_.evictions();
     frags_.expire(now_s_, 8, [this](void* m) {
       drop(static_cast<rte_mbuf*>(m), DropReason::kFragTimeout);
     });
+    stage_mark(&StageCycles::expire);
     // Cycles per packet for benchmarks: the whole iteration, expiry and TX included.
     const uint64_t spent = rte_rdtsc() - now_tsc_;
     if (received != 0) {
+      if constexpr (kStageCycles) {
+        stage_mark(&StageCycles::rest);
+#define L4LB_X(name, help) counters_.stages.name += stage_poll_.name;
+        L4LB_STAGES(L4LB_X)
+#undef L4LB_X
+      }
       counters_.busy_cycles += spent;
       counters_.busy_polls++;
     } else {
@@ -212,6 +227,7 @@ void Worker::process_burst(uint16_t in_port, rte_mbuf** pkts, uint16_t n,
     counters_.ports[in_port].rx_packets += n;
     counters_.ports[in_port].rx_bytes += rx_bytes;
   }
+  stage_mark(&StageCycles::look_ahead);
   // Pass 1b: the buckets have arrived (or are on their way); fetch the entries they name.
   uint32_t certain_miss = 0;  // bit i: no slot has packet i's signature (a new flow)
   for (uint16_t i = 0; i < n; ++i) {
@@ -231,6 +247,7 @@ void Worker::process_burst(uint16_t in_port, rte_mbuf** pkts, uint16_t n,
     flows_.prefetch(hash_flow(FlowKey{sp->backend_ips_be[b], p.key.src_ip, sp->target_port_be,
                                       p.key.src_port, p.proto}));
   }
+  stage_mark(&StageCycles::entries);
   // Pass 2: decide and act.
   for (uint16_t i = 0; i < n; ++i) {
     rte_mbuf* m = pkts[i];
@@ -261,6 +278,7 @@ void Worker::process_burst(uint16_t in_port, rte_mbuf** pkts, uint16_t n,
       have_known_hit_ = false;
     }
   }
+  stage_mark(&StageCycles::decide);
 }
 
 bool Worker::forward_cached(rte_mbuf* m, const ParsedPacket& p, uint64_t hash,

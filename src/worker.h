@@ -190,6 +190,16 @@ class Worker {
   FlowHit known_hit_;
   uint64_t known_hash_ = 0;
   bool have_known_hit_ = false;
+  // kStageCycles builds: charges the cycles since the last mark to one stage of this poll.
+  void stage_mark(uint64_t StageCycles::*stage) noexcept {
+    if constexpr (kStageCycles) {
+      const uint64_t t = rte_rdtsc();
+      stage_poll_.*stage += t - stage_last_;
+      stage_last_ = t;
+    }
+  }
+  StageCycles stage_poll_;
+  uint64_t stage_last_ = 0;
   uint64_t tsc_hz_;
   uint64_t start_tsc_;
   uint64_t now_tsc_ = 0;
