@@ -86,7 +86,7 @@ unsigned FlowTable::match_mask(const Bucket& b, uint32_t sig) noexcept {
 uint32_t FlowTable::find_in(const Bucket& b, uint32_t sig, const FlowKey& key) const noexcept {
   // Signatures first; an entry is read only on a match (a false match is ~2^-31 per slot).
   for (unsigned match = match_mask(b, sig); match != 0; match &= match - 1) {
-    const uint32_t ref = b.ref[std::countr_zero(match)];
+    const uint32_t ref = b.ref_at(std::countr_zero(match));
     const FlowEntry& e = entries_[ref >> 1];
     if ((ref & 1) == 0 ? e.fwd == key : e.reverse_key() == key) return ref;
   }
@@ -97,24 +97,26 @@ uint32_t FlowTable::find_ref(const FlowKey& key, uint64_t hash) const noexcept {
   const uint32_t sig = signature(hash);
   const uint32_t b1 = primary_bucket(hash);
   const uint32_t ref = find_in(buckets_[b1], sig, key);
-  if (ref != kNoSlot) return ref;
+  if (ref != kNoSlot || !buckets_[b1].overflowed()) return ref;
   return find_in(buckets_[alt_bucket(b1, sig)], sig, key);
 }
 
 bool FlowTable::prefetch_entry(uint64_t hash) const noexcept {
   // The first slot with the key's signature, primary bucket first (where nearly every key
-  // sits at sane loads). A false signature match (~2^-31 per slot) hiding the real slot
-  // only costs this prefetch and the hint: lookup() then scans both buckets.
+  // sits at sane loads), the alternate only if the primary overflowed. A false signature
+  // match (~2^-31 per slot) hiding the real slot only costs this prefetch and the hint:
+  // lookup() then scans the buckets.
   const uint32_t sig = signature(hash);
   const uint32_t b1 = primary_bucket(hash);
   const Bucket* bk = &buckets_[b1];
   unsigned match = match_mask(*bk, sig);
   if (match == 0) {
+    if (!bk->overflowed()) return false;
     bk = &buckets_[alt_bucket(b1, sig)];
     match = match_mask(*bk, sig);
     if (match == 0) return false;
   }
-  const uint32_t ref = bk->ref[std::countr_zero(match)];
+  const uint32_t ref = bk->ref_at(std::countr_zero(match));
   __builtin_prefetch(&entries_[ref >> 1]);
   hints_[hash & (kHints - 1)] = Hint{hash, ref};
   return true;
@@ -176,15 +178,16 @@ bool FlowTable::make_room(uint32_t b1, uint32_t b2, uint32_t* bucket, uint32_t* 
         continue;
       }
       // Found: move keys from the end of the chain back to its start, each into the slot
-      // its successor just vacated.
+      // its successor just vacated. A key leaving a bucket may be leaving its primary:
+      // flag the bucket it leaves (harmless when it was the alternate).
       uint32_t dst_bucket = to;
       uint32_t dst_slot = free_slot;
       uint32_t src_slot = s;
       for (int n = head; n >= 0; n = queue[n].parent) {
         Bucket& src = buckets_[queue[n].bucket];
-        buckets_[dst_bucket].sig[dst_slot] = src.sig[src_slot];
-        buckets_[dst_bucket].ref[dst_slot] = src.ref[src_slot];
+        buckets_[dst_bucket].put(dst_slot, src.sig[src_slot], src.ref_at(src_slot));
         src.sig[src_slot] = 0;
+        src.mark_overflowed();
         dst_bucket = queue[n].bucket;
         dst_slot = src_slot;
         src_slot = queue[n].slot;
@@ -206,8 +209,8 @@ bool FlowTable::index_add(uint64_t hash, uint32_t ref) noexcept {
     Bucket& bk = buckets_[b];
     for (uint32_t s = 0; s < kSlotsPerBucket; ++s) {
       if (bk.sig[s] == 0) {
-        bk.sig[s] = sig;
-        bk.ref[s] = ref;
+        bk.put(s, sig, ref);
+        if (b != b1) buckets_[b1].mark_overflowed();
         return true;
       }
     }
@@ -215,8 +218,8 @@ bool FlowTable::index_add(uint64_t hash, uint32_t ref) noexcept {
   uint32_t b = 0;
   uint32_t s = 0;
   if (!make_room(b1, b2, &b, &s)) return false;
-  buckets_[b].sig[s] = sig;
-  buckets_[b].ref[s] = ref;
+  buckets_[b].put(s, sig, ref);
+  if (b != b1) buckets_[b1].mark_overflowed();
   return true;
 }
 
@@ -226,7 +229,7 @@ void FlowTable::index_del(uint64_t hash, uint32_t ref) noexcept {
   for (uint32_t b : {b1, alt_bucket(b1, sig)}) {
     Bucket& bk = buckets_[b];
     for (uint32_t s = 0; s < kSlotsPerBucket; ++s) {
-      if (bk.sig[s] == sig && bk.ref[s] == ref) {
+      if (bk.sig[s] == sig && bk.ref_at(s) == ref) {
         bk.sig[s] = 0;
         return;
       }
@@ -306,7 +309,7 @@ bool FlowTable::evict_unestablished(uint64_t hash_a, uint64_t hash_b, uint32_t n
       const Bucket& bk = buckets_[b];
       for (uint32_t s = 0; s < kSlotsPerBucket; ++s) {
         if (bk.sig[s] == 0) continue;
-        FlowEntry& e = entries_[bk.ref[s] >> 1];
+        FlowEntry& e = entries_[bk.ref_at(s) >> 1];
         if (e.state == kFreeState) continue;  // the entry insert() is adding right now
         const bool exp = expired(e, now_s);
         const bool transitory = e.state == FlowState::kSynSent ||
