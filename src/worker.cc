@@ -19,8 +19,15 @@ namespace l4lb {
 
 namespace {
 
-constexpr uint32_t kExpireBudgetBusy = 32;
-constexpr uint32_t kExpireBudgetIdle = 512;
+// The expiry hand sweeps the flow table once per half of its shortest timeout (so an entry
+// is gone at most 1.5 timeouts after its last packet; lookups treat it as gone at once),
+// never faster than 4 times a second, at most this many slots a poll.
+constexpr uint32_t kExpireMaxPerPoll = 1024;
+
+uint64_t expiry_period_tsc(const FlowTimeouts& t, uint64_t tsc_hz) {
+  const uint32_t shortest = std::min({t.tcp_established_s, t.tcp_transitory_s, t.udp_s});
+  return std::max(tsc_hz / 4, tsc_hz * shortest / 2);
+}
 // Fragment table per worker: datagrams in flight at once, fragments held before their first,
 // seconds a datagram waits for its next fragment (RFC 791's reassembly timer is 15 s; a
 // datagram's fragments arrive within milliseconds unless lost).
@@ -36,6 +43,8 @@ Worker::Worker(const WorkerSettings& settings, const std::vector<PortInfo>& port
       publisher_(publisher),
       stop_(stop),
       flows_(settings.flow_capacity, settings.timeouts),
+      expiry_pace_(flows_.capacity(), expiry_period_tsc(settings.timeouts, rte_get_tsc_hz()),
+                   kExpireMaxPerPoll),
       frags_(settings.frag_datagrams, settings.frag_held, settings.frag_timeout_s),
       icmp_errors_(settings.icmp_errors_per_s, kIcmpErrorBurst, rte_get_tsc_hz()),
       owner_hash_(settings.workers),
@@ -132,8 +141,7 @@ int Worker::run() noexcept {
       rte_eth_tx_buffer_flush(ports_[p].port_id, settings_.queue, tx_buffers_[p]);
     }
     stage_mark(&StageCycles::flush);
-    counters_.flows_expired +=
-        flows_.expire(now_s_, received != 0 ? kExpireBudgetBusy : kExpireBudgetIdle);
+    counters_.flows_expired += flows_.expire(now_s_, expiry_pace_.due(now_tsc_));
     counters_.flows_evicted = flows_.evictions();
     frags_.expire(now_s_, 8, [this](void* m) {
       drop(static_cast<rte_mbuf*>(m), DropReason::kFragTimeout);

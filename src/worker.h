@@ -10,6 +10,7 @@
 #include <memory>
 #include <vector>
 
+#include "lb/expiry_pace.h"
 #include "lb/flow_table.h"
 #include "lb/frag_table.h"
 #include "lb/parse.h"
@@ -165,6 +166,7 @@ class Worker {
   const SnapshotPublisher& publisher_;
   const std::atomic<bool>& stop_;
   FlowTable flows_;
+  ExpiryPace expiry_pace_;
   FragTable frags_;
   TokenBucket icmp_errors_;
   rte_mbuf* frag_released_[FragTable::kHoldPerEntry];
