@@ -224,16 +224,31 @@ TEST(Maglev, NoBackendsIsEmpty) {
   EXPECT_TRUE(d.backends().empty());
 }
 
-TEST(Maglev, LookupIsSlotOfHashModSize) {
+TEST(Maglev, LookupIsTheSlotOfTheHashsHighBits) {
   MaglevTable t(pool(10));
   std::mt19937_64 rng(7);
   for (int i = 0; i < 10000; ++i) {
     const uint64_t h = rng();
-    EXPECT_EQ(t.lookup(h), t.slots()[h % t.size()]);
+    EXPECT_EQ(t.lookup(h), t.slots()[(h >> 32) * t.size() >> 32]);
   }
-  EXPECT_EQ(t.lookup(0), t.slots()[0]);
-  EXPECT_EQ(t.lookup(t.size()), t.slots()[0]);
-  EXPECT_EQ(t.lookup(~uint64_t{0}), t.slots()[~uint64_t{0} % t.size()]);
+  EXPECT_EQ(t.slot_of(0), 0u);
+  EXPECT_EQ(t.slot_of(0xffffffffULL), 0u);  // the low half does not choose
+  EXPECT_EQ(t.slot_of(~uint64_t{0}), t.size() - 1);
+  EXPECT_EQ(t.lookup(~uint64_t{0}), t.slots()[t.size() - 1]);
+}
+
+// Every slot is reachable and equally likely: over 2^32 high halves each of the 65,537
+// slots takes 65,535 or 65,536 of them (checked by counting on a stride).
+TEST(Maglev, SlotOfIsUniform) {
+  MaglevTable t(pool(3));
+  std::vector<uint32_t> hits(t.size());
+  constexpr uint64_t kStride = 4099;  // coprime with 2^32: visits a spread sample
+  uint64_t n = 0;
+  for (uint64_t hi = 0; hi < (uint64_t{1} << 32); hi += kStride, ++n) ++hits[t.slot_of(hi << 32)];
+  const double mean = double(n) / t.size();
+  const auto [lo, hi] = std::minmax_element(hits.begin(), hits.end());
+  EXPECT_GE(*lo, mean - 1.5);
+  EXPECT_LE(*hi, mean + 1.5);
 }
 
 TEST(Maglev, SlotsChangedComparesByIpNotIndex) {

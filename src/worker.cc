@@ -558,7 +558,7 @@ void Worker::handle_service(uint16_t in_port, const ServicePort& sp, rte_mbuf* m
       trace_->add(TraceStep::kFlowMiss);
       const uint64_t h = sp.client_ip_affinity ? hash_client_ip(p.ip->src) : hash;
       if (b >= 0) {
-        trace_->add(TraceStep::kMaglev, sp.maglev->size() ? static_cast<uint32_t>(h % sp.maglev->size()) : 0,
+        trace_->add(TraceStep::kMaglev, sp.maglev->size() ? sp.maglev->slot_of(h) : 0,
                     static_cast<uint32_t>(b), sp.backend_ips_be[b]);
       } else {
         trace_->add(TraceStep::kNoBackend);
