@@ -120,12 +120,12 @@ class FlowTable {
   // The primary bucket only: the alternate is read only where the primary's overflow flag
   // says a key may have been pushed there (rare below ~50% load), and every prefetch of a
   // line that is not needed takes a miss slot from one that is (established-1m: pass 1b
-  // 30 -> 21 ns per packet, bench --stages).
+  // 28-31 -> 6 ns per packet with the overflow flags, bench --stages).
   void prefetch(uint64_t hash) const noexcept { __builtin_prefetch(&buckets_[primary_bucket(hash)]); }
-  // Second pass over a burst, after prefetch(): reads the candidate buckets (in cache by
-  // now) and prefetches the entries whose signature matches. False when no slot has the
-  // key's signature: the key is certainly absent (a new flow). (Prefetching such a flow's
-  // reverse-key buckets before its insert gained nothing measurable: flow_table_bench.)
+  // Second pass over a burst, after prefetch(): reads the primary bucket (in cache by now;
+  // the alternate too if the primary overflowed) and prefetches the first entry whose
+  // signature matches. False when no slot has the key's signature: the key is certainly
+  // absent (a new flow).
   bool prefetch_entry(uint64_t hash) const noexcept;
   // Keys inserted since the last clear_recent(), as a 64-bit filter of their hashes: a key
   // that prefetch_entry() found absent stays absent unless maybe_inserted() says otherwise.
@@ -261,7 +261,8 @@ class FlowTable {
     return bucket ^ (x & bucket_mask_);
   }
 
-  // lookup() without a usable hint: scans both candidate buckets.
+  // lookup() without a usable hint: scans the primary bucket, and the alternate if the
+  // primary overflowed.
   FlowHit lookup_slow(const FlowKey& key, uint64_t hash, uint32_t now_s) noexcept;
   // Bit s set where slot s holds `sig`.
   static unsigned match_mask(const Bucket& b, uint32_t sig) noexcept;
