@@ -282,6 +282,7 @@ FlowEntry* FlowTable::insert(const FlowKey& fwd, uint64_t fwd_hash, const FlowNa
   }
 
   ++size_;
+  used_span_ = std::max(used_span_, idx + 1);
   e.fwd = fwd;
   e.nat = nat;
   e.created_s = now_s;
@@ -368,7 +369,7 @@ uint32_t FlowTable::expire(uint32_t now_s, uint32_t budget) noexcept {
   // chunk overlap instead of costing one full miss each, one after the other.
   constexpr uint32_t kChunk = 32;
   uint32_t removed = 0;
-  for (uint32_t left = std::min(budget, capacity_); left > 0;) {
+  for (uint32_t left = std::min(budget, used_span_); left > 0;) {
     const uint32_t chunk = std::min(left, kChunk);
     left -= chunk;
     uint32_t found[kChunk];
@@ -384,7 +385,7 @@ uint32_t FlowTable::expire(uint32_t now_s, uint32_t budget) noexcept {
         prefetch(rev_hash[n]);
         found[n++] = hand_;
       }
-      hand_ = hand_ + 1 == capacity_ ? 0 : hand_ + 1;
+      hand_ = hand_ + 1 == used_span_ ? 0 : hand_ + 1;
     }
     for (uint32_t i = 0; i < n; ++i) remove_hashed(&entries_[found[i]], fwd_hash[i], rev_hash[i]);
     removed += n;

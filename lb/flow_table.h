@@ -157,9 +157,14 @@ class FlowTable {
   void update(FlowEntry* e, FlowDir dir, uint8_t tcp_flags, uint32_t now_s) noexcept;
   // e must be live (from lookup, insert or for_each); it is free afterwards.
   void remove(FlowEntry* e) noexcept;
-  // Incremental expiry off the per-packet path: scans the next `budget` entry slots (clock
-  // hand, wraps; at most one full turn per call) and removes expired ones. Returns how many.
+  // Incremental expiry off the per-packet path: scans the next `budget` entry slots of the
+  // used span (clock hand, wraps; at most one full turn per call) and removes expired ones.
+  // Returns how many.
   uint32_t expire(uint32_t now_s, uint32_t budget) noexcept;
+  // Entry slots [0, used_span()) are every slot that ever held a flow: free entries are
+  // reused last-freed first, and a never-used slot is taken only when no used one is free,
+  // so a table sized for a peak sweeps only what its traffic has reached (expire()).
+  uint32_t used_span() const noexcept { return used_span_; }
   // e must be live. Age is taken modulo 2^32 as a signed number (RFC 1982 serial
   // arithmetic), so the clock may wrap and a last_seen slightly ahead of now (a caller's
   // stale clock) is not expiry.
@@ -313,7 +318,8 @@ class FlowTable {
   RemoveHook on_remove_ = nullptr;
   void* on_remove_ctx_ = nullptr;
   uint32_t free_head_ = kNoEntry;
-  uint32_t hand_ = 0;  // expire()'s next slot
+  uint32_t hand_ = 0;  // expire()'s next slot, below used_span_ (or 0)
+  uint32_t used_span_ = 0;
   uint64_t evictions_ = 0;
   uint64_t recent_ = 0;  // bit (hash & 63) of every key inserted since clear_recent()
   std::array<uint32_t, 5> timeout_by_state_{};

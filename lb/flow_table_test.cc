@@ -775,6 +775,11 @@ void run_random_ops(uint32_t capacity, uint32_t clients, uint32_t seed, RandomRu
     }
     if (op % 1000 == 0) {
       expect_same_contents(t, m);
+      uint32_t beyond_span = 0;
+      t.for_each_in(t.used_span(), t.capacity(), [&](const FlowEntry&) {
+        return ++beyond_span, true;
+      });
+      ASSERT_EQ(beyond_span, 0u) << "op " << op;
       if (::testing::Test::HasFatalFailure()) return;
     }
   }
@@ -876,6 +881,41 @@ TEST(FlowTable, BucketsOverflowOnlyWhenCrowded) {
     missed += find(t, f.fwd, 1).entry == nullptr;
   }
   EXPECT_EQ(missed, 0u);
+}
+
+// Live entries never sit beyond the used span, and the span grows only to the peak number
+// of flows held at once, so the expiry hand sweeps what traffic reached, not the capacity.
+TEST(FlowTable, UsedSpanFollowsThePeakNotTheCapacity) {
+  FlowTable t(1000, kTimeouts);
+  EXPECT_EQ(t.used_span(), 0u);
+  EXPECT_EQ(t.expire(0, 100), 0u);
+  uint32_t next = 0;
+  std::vector<Flow> held;
+  for (; next < 40; ++next) {
+    held.push_back(make_flow(next, 1000, 1, kIpProtoUdp));
+    ASSERT_NE(add(t, held.back(), 0, 0), nullptr);
+  }
+  EXPECT_EQ(t.used_span(), 40u);
+  // Churn: flows come and go, never more than 40 at once.
+  for (int round = 0; round < 20; ++round) {
+    for (int k = 0; k < 10; ++k) {
+      t.remove(find(t, held.front().fwd, 0).entry);
+      held.erase(held.begin());
+    }
+    for (int k = 0; k < 10; ++k, ++next) {
+      held.push_back(make_flow(next, 1000, 1, kIpProtoUdp));
+      ASSERT_NE(add(t, held.back(), 0, 0), nullptr);
+    }
+  }
+  EXPECT_EQ(t.used_span(), 40u);
+  uint32_t beyond = 0;
+  t.for_each_in(t.used_span(), t.capacity(), [&](const FlowEntry&) { return ++beyond, true; });
+  EXPECT_EQ(beyond, 0u);
+  // The hand's turn is the span, not the capacity: from slot 30, a budget of 40 slots wraps
+  // at 40 and covers every flow.
+  EXPECT_EQ(t.expire(0, 30), 0u);
+  EXPECT_EQ(t.expire(kTimeouts.udp_s + 1, 40), 40u);
+  EXPECT_EQ(t.size(), 0u);
 }
 
 TEST(FlowTable, ZeroCapacityRefusesEverything) {

@@ -43,8 +43,7 @@ Worker::Worker(const WorkerSettings& settings, const std::vector<PortInfo>& port
       publisher_(publisher),
       stop_(stop),
       flows_(settings.flow_capacity, settings.timeouts),
-      expiry_pace_(flows_.capacity(), expiry_period_tsc(settings.timeouts, rte_get_tsc_hz()),
-                   kExpireMaxPerPoll),
+      expiry_pace_(expiry_period_tsc(settings.timeouts, rte_get_tsc_hz()), kExpireMaxPerPoll),
       frags_(settings.frag_datagrams, settings.frag_held, settings.frag_timeout_s),
       icmp_errors_(settings.icmp_errors_per_s, kIcmpErrorBurst, rte_get_tsc_hz()),
       owner_hash_(settings.workers),
@@ -141,7 +140,7 @@ int Worker::run() noexcept {
       rte_eth_tx_buffer_flush(ports_[p].port_id, settings_.queue, tx_buffers_[p]);
     }
     stage_mark(&StageCycles::flush);
-    counters_.flows_expired += flows_.expire(now_s_, expiry_pace_.due(now_tsc_));
+    counters_.flows_expired += flows_.expire(now_s_, expiry_pace_.due(now_tsc_, flows_.used_span()));
     counters_.flows_evicted = flows_.evictions();
     frags_.expire(now_s_, 8, [this](void* m) {
       drop(static_cast<rte_mbuf*>(m), DropReason::kFragTimeout);
