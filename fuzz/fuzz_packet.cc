@@ -233,7 +233,7 @@ void flows(const ParsedPacket& p, const FlowNat& nat) {
   FlowTable table(16, FlowTimeouts{});  // clamped/rounded as the table likes; tiny on purpose
   constexpr uint32_t kNow = 1000;
   const FlowKey fwd = p.key;
-  const uint64_t h = hash_flow(fwd);
+  const uint64_t h = hash_flow_key(fwd, ClientEnd::kSource);  // fwd: this packet's key
   table.prefetch(h);
   table.prefetch_entry(h);
   CHECK(table.lookup(fwd, h, kNow).entry == nullptr);
@@ -245,7 +245,7 @@ void flows(const ParsedPacket& p, const FlowNat& nat) {
     CHECK(hit.entry == e);
     if (!(rev == fwd)) {
       CHECK(hit.dir == FlowDir::kForward);
-      FlowHit back = table.lookup(rev, hash_flow(rev), kNow);
+      FlowHit back = table.lookup(rev, hash_flow_key(rev, ClientEnd::kDestination), kNow);
       CHECK(back.entry == e && back.dir == FlowDir::kReverse);
       table.update(e, FlowDir::kReverse, static_cast<uint8_t>(p.tcp_flags ^ kTcpAck), kNow + 1);
     }
@@ -257,7 +257,7 @@ void flows(const ParsedPacket& p, const FlowNat& nat) {
   for (uint16_t i = 1; i < 48; ++i) {
     FlowKey k = fwd;
     k.src_port = static_cast<uint16_t>(k.src_port + i);
-    const uint64_t hk = hash_flow(k);
+    const uint64_t hk = hash_flow_key(k, ClientEnd::kSource);
     if (table.lookup(k, hk, kNow).entry != nullptr) continue;
     FlowNat n = nat;
     n.backend_port = static_cast<uint16_t>(n.backend_port + i);

@@ -41,6 +41,26 @@ inline uint64_t hash_flow(const FlowKey& k, uint64_t seed = kFlowHashSeed) {
   return mix64(a ^ seed ^ mix64(b + seed));
 }
 
+// Which end of a key is the client's: the source of a forward key (client -> VIP:port),
+// the destination of a reverse key (backend -> client). A worker tells them apart by the
+// destination: a VIP only in a forward key (a client never uses a VIP as its address).
+enum class ClientEnd : uint8_t { kSource, kDestination };
+
+// The flow table's hash of a key. High 32 bits: hash_flow's, the bucket signature and all
+// that Maglev's slot_of() reads (picks are those of hash_flow). Low 32 bits:
+// hash_client_end(), a hash of the client's end alone (address, port, protocol), which
+// both keys of a flow carry, so both have the same first bucket: a new flow reads and
+// writes one bucket line, not two, and so does its removal.
+inline uint32_t hash_client_end(const FlowKey& k, ClientEnd client) {
+  const bool src = client == ClientEnd::kSource;
+  const uint64_t end = (uint64_t{src ? k.src_ip : k.dst_ip} << 32) |
+                       (uint64_t{src ? k.src_port : k.dst_port} << 8) | k.proto;
+  return static_cast<uint32_t>(mix64(end ^ kFlowHashSeed));
+}
+inline uint64_t hash_flow_key(const FlowKey& k, ClientEnd client) {
+  return (hash_flow(k) & 0xffffffff00000000ULL) | hash_client_end(k, client);
+}
+
 // sessionAffinity: ClientIP hashes the client address alone.
 inline uint64_t hash_client_ip(uint32_t client_ip_be, uint64_t seed = kFlowHashSeed) {
   return mix64(uint64_t{client_ip_be} ^ seed);

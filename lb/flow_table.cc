@@ -83,6 +83,30 @@ unsigned FlowTable::match_mask(const Bucket& b, uint32_t sig) noexcept {
 #endif
 }
 
+unsigned FlowTable::ref_mask(const Bucket& b, uint32_t ref) noexcept {
+#ifdef __SSE2__
+  const __m128i want = _mm_set1_epi32(static_cast<int>(ref));
+  const __m128i keep = _mm_set1_epi32(static_cast<int>(~kOverflow));
+  const __m128i zero = _mm_setzero_si128();
+  const auto* r = reinterpret_cast<const __m128i*>(b.ref);
+  const auto* g = reinterpret_cast<const __m128i*>(b.sig);
+  // Slots whose ref matches and whose signature is not 0 (free).
+  const __m128i lo = _mm_andnot_si128(_mm_cmpeq_epi32(_mm_load_si128(g), zero),
+                                      _mm_cmpeq_epi32(_mm_and_si128(_mm_load_si128(r), keep), want));
+  const __m128i hi =
+      _mm_andnot_si128(_mm_cmpeq_epi32(_mm_load_si128(g + 1), zero),
+                       _mm_cmpeq_epi32(_mm_and_si128(_mm_load_si128(r + 1), keep), want));
+  return static_cast<unsigned>(_mm_movemask_ps(_mm_castsi128_ps(lo))) |
+         static_cast<unsigned>(_mm_movemask_ps(_mm_castsi128_ps(hi))) << 4;
+#else
+  unsigned match = 0;
+  for (uint32_t s = 0; s < kSlotsPerBucket; ++s) {
+    match |= unsigned{b.sig[s] != 0 && b.ref_at(s) == ref} << s;
+  }
+  return match;
+#endif
+}
+
 uint32_t FlowTable::find_in(const Bucket& b, uint32_t sig, const FlowKey& key) const noexcept {
   // Signatures first; an entry is read only on a match (a false match is ~2^-31 per slot).
   for (unsigned match = match_mask(b, sig); match != 0; match &= match - 1) {
@@ -203,17 +227,16 @@ bool FlowTable::make_room(uint32_t b1, uint32_t b2, uint32_t* bucket, uint32_t* 
 bool FlowTable::index_add(uint64_t hash, uint32_t ref) noexcept {
   const uint32_t sig = signature(hash);
   const uint32_t b1 = primary_bucket(hash);
-  const uint32_t b2 = alt_bucket(b1, sig);
   // Primary bucket first: most keys then sit there and a hit reads a single bucket.
-  for (uint32_t b : {b1, b2}) {
-    Bucket& bk = buckets_[b];
-    for (uint32_t s = 0; s < kSlotsPerBucket; ++s) {
-      if (bk.sig[s] == 0) {
-        bk.put(s, sig, ref);
-        if (b != b1) buckets_[b1].mark_overflowed();
-        return true;
-      }
-    }
+  if (const unsigned free = match_mask(buckets_[b1], 0); free != 0) {
+    buckets_[b1].put(std::countr_zero(free), sig, ref);
+    return true;
+  }
+  const uint32_t b2 = alt_bucket(b1, sig);
+  if (const unsigned free = match_mask(buckets_[b2], 0); free != 0) {
+    buckets_[b2].put(std::countr_zero(free), sig, ref);
+    buckets_[b1].mark_overflowed();
+    return true;
   }
   uint32_t b = 0;
   uint32_t s = 0;
@@ -240,12 +263,14 @@ void FlowTable::index_del(uint64_t hash, uint32_t ref) noexcept {
 
 FlowEntry* FlowTable::insert(const FlowKey& fwd, uint64_t fwd_hash, const FlowNat& nat,
                              uint8_t tcp_flags, uint32_t now_s) noexcept {
+  assert(fwd_hash == hash_flow_key(fwd, ClientEnd::kSource) && "forward key hashed as such");
   assert(find_ref(fwd, fwd_hash) == kNoSlot && "caller inserts only after a miss");
   const FlowKey rev{nat.backend_ip, fwd.src_ip, nat.backend_port, fwd.src_port, fwd.proto};
   // A flow whose two keys are equal (client == VIP == backend) cannot be told apart by
   // direction; refuse it rather than NAT it both ways.
   if (rev == fwd) return nullptr;
-  const uint64_t rev_hash = hash_flow(rev);
+  // The same client end as the forward key: only the signature half differs.
+  const uint64_t rev_hash = (hash_flow(rev) & 0xffffffff00000000ULL) | (fwd_hash & 0xffffffffULL);
   const uint32_t other = find_ref(rev, rev_hash);
   if (other != kNoSlot) {
     // An expired holder is as good as gone; a live one keeps its key.
@@ -348,15 +373,25 @@ void FlowTable::update(FlowEntry* e, FlowDir dir, uint8_t tcp_flags, uint32_t no
 }
 
 void FlowTable::remove(FlowEntry* e) noexcept {
-  remove_hashed(e, hash_flow(e->fwd), hash_flow(e->reverse_key()));
-}
-
-void FlowTable::remove_hashed(FlowEntry* e, uint64_t fwd_hash, uint64_t rev_hash) noexcept {
   assert(e->state != kFreeState && "remove of a free entry");
   const auto idx = static_cast<uint32_t>(e - entries_.get());
   if (on_remove_ != nullptr) on_remove_(on_remove_ctx_, *e);
-  index_del(fwd_hash, idx << 1 | static_cast<uint32_t>(FlowDir::kForward));
-  index_del(rev_hash, idx << 1 | static_cast<uint32_t>(FlowDir::kReverse));
+  // Both keys start in the bucket of the client's end, and nearly always stay there: find
+  // their slots by ref, with no signature and so no hash of the whole key; only a key moved
+  // to its alternate bucket needs its full hash to find that bucket.
+  const uint32_t fwd_ref = idx << 1 | static_cast<uint32_t>(FlowDir::kForward);
+  const uint32_t rev_ref = idx << 1 | static_cast<uint32_t>(FlowDir::kReverse);
+  Bucket& b1 = buckets_[primary_bucket(hash_client_end(e->fwd, ClientEnd::kSource))];
+  if (const unsigned m = ref_mask(b1, fwd_ref); m != 0) {
+    b1.sig[std::countr_zero(m)] = 0;
+  } else {
+    index_del(hash_flow_key(e->fwd, ClientEnd::kSource), fwd_ref);
+  }
+  if (const unsigned m = ref_mask(b1, rev_ref); m != 0) {
+    b1.sig[std::countr_zero(m)] = 0;
+  } else {
+    index_del(hash_flow_key(e->reverse_key(), ClientEnd::kDestination), rev_ref);
+  }
   e->state = kFreeState;
   e->created_s = free_head_;
   free_head_ = idx;
@@ -364,30 +399,25 @@ void FlowTable::remove_hashed(FlowEntry* e, uint64_t fwd_hash, uint64_t rev_hash
 }
 
 uint32_t FlowTable::expire(uint32_t now_s, uint32_t budget) noexcept {
-  // In chunks: first find the expired entries of a chunk and start loading the index
-  // buckets of both their keys, then remove them, so the (random, cold) bucket misses of a
-  // chunk overlap instead of costing one full miss each, one after the other.
+  // In chunks: first find the expired entries of a chunk and start loading the bucket of
+  // their keys, then remove them, so the (random, cold) bucket misses of a chunk overlap
+  // instead of costing one full miss each, one after the other.
   constexpr uint32_t kChunk = 32;
   uint32_t removed = 0;
   for (uint32_t left = std::min(budget, used_span_); left > 0;) {
     const uint32_t chunk = std::min(left, kChunk);
     left -= chunk;
     uint32_t found[kChunk];
-    uint64_t fwd_hash[kChunk];
-    uint64_t rev_hash[kChunk];
     uint32_t n = 0;
     for (uint32_t k = 0; k < chunk; ++k) {
       const FlowEntry& e = entries_[hand_];
       if (e.state != kFreeState && expired(e, now_s)) {
-        fwd_hash[n] = hash_flow(e.fwd);
-        rev_hash[n] = hash_flow(e.reverse_key());
-        prefetch(fwd_hash[n]);
-        prefetch(rev_hash[n]);
+        prefetch(hash_client_end(e.fwd, ClientEnd::kSource));
         found[n++] = hand_;
       }
       hand_ = hand_ + 1 == used_span_ ? 0 : hand_ + 1;
     }
-    for (uint32_t i = 0; i < n; ++i) remove_hashed(&entries_[found[i]], fwd_hash[i], rev_hash[i]);
+    for (uint32_t i = 0; i < n; ++i) remove(&entries_[found[i]]);
     removed += n;
   }
   return removed;

@@ -94,6 +94,9 @@ inline bool is_reopen(const FlowEntry& e, FlowDir dir, uint8_t tcp_flags) noexce
 //    Below ~50% load nearly every lookup, hit or miss, costs one bucket line.
 //  - the entries: `capacity` 64-byte FlowEntry, one per flow, free ones on a list.
 // Both keys of a flow point at the same entry; the slot's low bit says which key it is.
+// Keys are hashed by hash_flow_key(): the primary bucket comes from the client's end alone,
+// so a flow's two keys share it (insert, the reverse-key check and removal touch one
+// bucket line, not two), the signature from the whole key.
 //
 // A burst is best looked up in three passes, each over all its packets:
 //   for each: prefetch(h)        the candidate buckets start loading
@@ -116,7 +119,8 @@ class FlowTable {
   FlowTable& operator=(FlowTable&&) noexcept = default;
   ~FlowTable() = default;
 
-  // hash = hash_flow(key) of the key as the packet carries it. First pass over a burst.
+  // hash = hash_flow_key(key, its client end) of the key as the packet carries it (every
+  // hash this class takes is one). First pass over a burst.
   // The primary bucket only: the alternate is read only where the primary's overflow flag
   // says a key may have been pushed there (rare below ~50% load), and every prefetch of a
   // line that is not needed takes a miss slot from one that is (established-1m: pass 1b
@@ -143,14 +147,15 @@ class FlowTable {
   }
   // The entry for either key, expired or not; changes nothing (for the packet tracer).
   FlowHit peek(const FlowKey& key, uint64_t hash) const noexcept;
-  // Inserts a new flow under both keys; tcp_flags are the first packet's (ignored unless
-  // fwd.proto is TCP). When the table is full, or both candidate buckets of a key stay full
-  // after trying to make room, it evicts one un-established entry (expired first, then the
-  // least recently seen half-open or closing TCP flow) found in the new keys' candidate
-  // buckets, so a SYN flood displaces only its own kind and never an established flow or a
-  // UDP flow (counted in evictions()). Returns nullptr, changing nothing but such an
-  // eviction, when no room was found that way or when the reverse key belongs to another
-  // live flow. The caller guarantees the forward key is not present (it just missed).
+  // Inserts a new flow under both keys (fwd_hash: hash_flow_key(fwd, ClientEnd::kSource));
+  // tcp_flags are the first packet's (ignored unless fwd.proto is TCP). When the table is
+  // full, or both candidate buckets of a key stay full after trying to make room, it evicts
+  // one un-established entry (expired first, then the least recently seen half-open or
+  // closing TCP flow) found in the new keys' candidate buckets, so a SYN flood displaces
+  // only its own kind and never an established flow or a UDP flow (counted in
+  // evictions()). Returns nullptr, changing nothing but such an eviction, when no room was
+  // found that way or when the reverse key belongs to another live flow. The caller
+  // guarantees the forward key is not present (it just missed).
   FlowEntry* insert(const FlowKey& fwd, uint64_t fwd_hash, const FlowNat& nat, uint8_t tcp_flags,
                     uint32_t now_s) noexcept;
   // Per packet after a hit: refreshes last_seen and advances the TCP state machine.
@@ -204,6 +209,14 @@ class FlowTable {
   uint32_t overflowed_buckets() const noexcept {
     uint32_t n = 0;
     for (uint32_t b = 0; b <= bucket_mask_; ++b) n += buckets_[b].overflowed();
+    return n;
+  }
+  // Index slots in use; 2 * size() unless a removal left a slot behind. Scans the index.
+  uint32_t index_slots_used() const noexcept {
+    uint32_t n = 0;
+    for (uint32_t b = 0; b <= bucket_mask_; ++b) {
+      for (uint32_t s = 0; s < kSlotsPerBucket; ++s) n += buckets_[b].sig[s] != 0;
+    }
     return n;
   }
   std::pair<uint32_t, uint32_t> candidate_buckets(uint64_t hash) const noexcept {
@@ -280,8 +293,8 @@ class FlowTable {
   bool index_add(uint64_t hash, uint32_t ref) noexcept;
   // Clears the one slot holding `ref` among the key's two candidate buckets.
   void index_del(uint64_t hash, uint32_t ref) noexcept;
-  // remove() with the hashes of both keys already computed.
-  void remove_hashed(FlowEntry* e, uint64_t fwd_hash, uint64_t rev_hash) noexcept;
+  // Bit s set where slot s is in use and refers to `ref` (each ref is in one slot only).
+  static unsigned ref_mask(const Bucket& b, uint32_t ref) noexcept;
   // Frees a slot in b1 or b2 by moving a chain of keys each to its other bucket; returns
   // where. False, with nothing moved, if no short chain ends in a free slot.
   bool make_room(uint32_t b1, uint32_t b2, uint32_t* bucket, uint32_t* slot) noexcept;

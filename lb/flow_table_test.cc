@@ -32,12 +32,18 @@ Flow make_flow(uint32_t client, uint16_t port, uint32_t backend = 1, uint8_t pro
   return f;
 }
 
+// Forward keys here go to kVip, reverse keys to a client: the client's end is the source
+// of a key to kVip and the destination of any other (as a worker tells them apart).
+uint64_t key_hash(const FlowKey& k) {
+  return hash_flow_key(k, k.dst_ip == kVip ? ClientEnd::kSource : ClientEnd::kDestination);
+}
+
 FlowHit find(FlowTable& t, const FlowKey& k, uint32_t now) {
-  return t.lookup(k, hash_flow(k), now);
+  return t.lookup(k, key_hash(k), now);
 }
 
 FlowEntry* add(FlowTable& t, const Flow& f, uint8_t flags, uint32_t now) {
-  return t.insert(f.fwd, hash_flow(f.fwd), f.nat, flags, now);
+  return t.insert(f.fwd, key_hash(f.fwd), f.nat, flags, now);
 }
 
 constexpr FlowTimeouts kTimeouts{3600, 30, 60};
@@ -62,8 +68,8 @@ TEST(FlowTable, InsertThenLookupByEitherKey) {
 
   // The burst passes before a lookup change nothing, for present and absent keys alike.
   for (const FlowKey& k : {f.fwd, f.rev(), make_flow(2, 2).fwd}) {
-    t.prefetch(hash_flow(k));
-    t.prefetch_entry(hash_flow(k));
+    t.prefetch(key_hash(k));
+    t.prefetch_entry(key_hash(k));
   }
   FlowHit h = find(t, f.fwd, 101);
   EXPECT_EQ(h.entry, e);
@@ -367,11 +373,11 @@ TEST(FlowTable, EvictionPrefersExpiredThenOldest) {
   // A new flow whose candidate buckets include both of entry 9's forward key, so the
   // victim search surely sees it.
   auto buckets_of = [&](const Flow& f) {
-    auto [a1, a2] = t.candidate_buckets(hash_flow(f.fwd));
-    auto [b1, b2] = t.candidate_buckets(hash_flow(f.rev()));
+    auto [a1, a2] = t.candidate_buckets(key_hash(f.fwd));
+    auto [b1, b2] = t.candidate_buckets(key_hash(f.rev()));
     return std::unordered_set<uint32_t>{a1, a2, b1, b2};
   };
-  const auto [n1, n2] = t.candidate_buckets(hash_flow(flows[9].fwd));
+  const auto [n1, n2] = t.candidate_buckets(key_hash(flows[9].fwd));
   Flow a{};
   for (uint32_t i = 100; i < 100000; ++i) {
     a = make_flow(i, static_cast<uint16_t>(i));
@@ -430,8 +436,8 @@ TEST(FlowTable, StaleHintOfAReusedEntryIsNotTrusted) {
   const Flow a = make_flow(1, 1000), b = make_flow(2, 2000);
   FlowEntry* ea = add(t, a, kTcpSyn, 10);
   ASSERT_NE(ea, nullptr);
-  EXPECT_TRUE(t.prefetch_entry(hash_flow(a.fwd)));
-  EXPECT_TRUE(t.prefetch_entry(hash_flow(a.rev())));
+  EXPECT_TRUE(t.prefetch_entry(key_hash(a.fwd)));
+  EXPECT_TRUE(t.prefetch_entry(key_hash(a.rev())));
   t.remove(ea);
   FlowEntry* eb = add(t, b, kTcpSyn, 10);
   ASSERT_EQ(eb, ea);  // the free list hands the same entry back
@@ -439,10 +445,10 @@ TEST(FlowTable, StaleHintOfAReusedEntryIsNotTrusted) {
   EXPECT_EQ(find(t, a.rev(), 10).entry, nullptr);
   EXPECT_EQ(find(t, b.fwd, 10).entry, eb);
   // And a hint of a key that is then freed outright misses too.
-  EXPECT_TRUE(t.prefetch_entry(hash_flow(b.fwd)));
+  EXPECT_TRUE(t.prefetch_entry(key_hash(b.fwd)));
   t.remove(eb);
   EXPECT_EQ(find(t, b.fwd, 10).entry, nullptr);
-  EXPECT_FALSE(t.prefetch_entry(hash_flow(b.fwd)));  // certainly absent now
+  EXPECT_FALSE(t.prefetch_entry(key_hash(b.fwd)));  // certainly absent now
 }
 
 TEST(FlowTable, InsertsSinceClearRecentAreFlaggedForBothKeys) {
@@ -450,18 +456,18 @@ TEST(FlowTable, InsertsSinceClearRecentAreFlaggedForBothKeys) {
   // burst only while no insert may have added its key: both keys of every insert count.
   FlowTable t(64, kTimeouts);
   const Flow a = make_flow(1, 1000), b = make_flow(2, 2000);
-  EXPECT_FALSE(t.prefetch_entry(hash_flow(a.fwd)));
+  EXPECT_FALSE(t.prefetch_entry(key_hash(a.fwd)));
   t.clear_recent();
-  EXPECT_FALSE(t.maybe_inserted(hash_flow(a.fwd)));
-  EXPECT_FALSE(t.maybe_inserted(hash_flow(a.rev())));
+  EXPECT_FALSE(t.maybe_inserted(key_hash(a.fwd)));
+  EXPECT_FALSE(t.maybe_inserted(key_hash(a.rev())));
   ASSERT_NE(add(t, a, kTcpSyn, 1), nullptr);
-  EXPECT_TRUE(t.maybe_inserted(hash_flow(a.fwd)));
-  EXPECT_TRUE(t.maybe_inserted(hash_flow(a.rev())));
+  EXPECT_TRUE(t.maybe_inserted(key_hash(a.fwd)));
+  EXPECT_TRUE(t.maybe_inserted(key_hash(a.rev())));
   t.clear_recent();
-  EXPECT_FALSE(t.maybe_inserted(hash_flow(a.fwd)));
+  EXPECT_FALSE(t.maybe_inserted(key_hash(a.fwd)));
   // Every later insert is flagged again.
   ASSERT_NE(add(t, b, kTcpSyn, 1), nullptr);
-  EXPECT_TRUE(t.maybe_inserted(hash_flow(b.fwd)));
+  EXPECT_TRUE(t.maybe_inserted(key_hash(b.fwd)));
 }
 
 TEST(FlowTable, ReverseKeyOfALiveFlowIsNotTakenOver) {
@@ -491,7 +497,7 @@ TEST(FlowTable, BothBucketsFullFailsWithoutPartialState) {
   FlowTable t(16, kTimeouts);
   ASSERT_EQ(t.index_buckets(), 8u);  // 16 entries: 32 keys at most 90% of 8 buckets x 8 slots
   auto pair_of = [&](const FlowKey& k) {
-    auto [a, b] = t.candidate_buckets(hash_flow(k));
+    auto [a, b] = t.candidate_buckets(key_hash(k));
     return std::make_pair(std::min(a, b), std::max(a, b));
   };
   std::pair<uint32_t, uint32_t> target{0, 0};
@@ -717,7 +723,7 @@ void run_random_ops(uint32_t capacity, uint32_t clients, uint32_t seed, RandomRu
     if (r < 70) {  // a packet, forward or reverse, as the worker handles it
       const bool forward = r < 45;
       const FlowKey key = forward ? fwd : Model::rev_of(fwd, nat);
-      const uint64_t hash = hash_flow(key);
+      const uint64_t hash = key_hash(key);
       t.prefetch(hash);
       t.prefetch_entry(hash);
       const FlowHit h = t.lookup(key, hash, now);
@@ -731,7 +737,7 @@ void run_random_ops(uint32_t capacity, uint32_t clients, uint32_t seed, RandomRu
         if (is_reopen(*h.entry, h.dir, flags)) {
           t.remove(h.entry);
           m.erase(owner);
-          FlowEntry* e = t.insert(owner, hash_flow(owner), nat, flags, now);
+          FlowEntry* e = t.insert(owner, key_hash(owner), nat, flags, now);
           ASSERT_EQ(e != nullptr, m.insert(owner, nat, flags, now)) << "op " << op;
         } else {
           t.update(h.entry, h.dir, flags, now);
@@ -740,7 +746,7 @@ void run_random_ops(uint32_t capacity, uint32_t clients, uint32_t seed, RandomRu
       } else if (forward) {
         const bool was_full = t.size() == capacity;
         const uint64_t evictions = t.evictions();
-        FlowEntry* e = t.insert(fwd, hash_flow(fwd), nat, flags, now);
+        FlowEntry* e = t.insert(fwd, key_hash(fwd), nat, flags, now);
         if (t.evictions() != evictions) {
           // Whatever went must have been expired or not established in the model.
           st->evicted += reconcile_evictions(t, m, now);
@@ -751,7 +757,7 @@ void run_random_ops(uint32_t capacity, uint32_t clients, uint32_t seed, RandomRu
         ++(ok ? st->inserts : was_full ? st->refused_full : st->refused_taken);
       }
     } else if (r < 80) {  // close from the control side
-      const FlowHit h = t.lookup(fwd, hash_flow(fwd), now);
+      const FlowHit h = t.lookup(fwd, key_hash(fwd), now);
       ASSERT_EQ(h.entry != nullptr, m.lookup(fwd, now) != nullptr);
       if (h.entry != nullptr) {
         t.remove(h.entry);
@@ -780,6 +786,7 @@ void run_random_ops(uint32_t capacity, uint32_t clients, uint32_t seed, RandomRu
         return ++beyond_span, true;
       });
       ASSERT_EQ(beyond_span, 0u) << "op " << op;
+      ASSERT_EQ(t.index_slots_used(), 2 * t.size()) << "op " << op;
       if (::testing::Test::HasFatalFailure()) return;
     }
   }
@@ -877,10 +884,25 @@ TEST(FlowTable, BucketsOverflowOnlyWhenCrowded) {
   uint32_t missed = 0;
   for (uint32_t i = 0; i < n; ++i) {
     const Flow f = fill_flow(rng, i);
-    missed += !t.prefetch_entry(hash_flow(f.fwd)) || !t.prefetch_entry(hash_flow(f.rev()));
+    missed += !t.prefetch_entry(key_hash(f.fwd)) || !t.prefetch_entry(key_hash(f.rev()));
     missed += find(t, f.fwd, 1).entry == nullptr;
   }
   EXPECT_EQ(missed, 0u);
+  // Removal finds most keys in their first bucket by ref alone, the moved ones through
+  // their full hash: every slot is freed either way, by remove() and by expiry alike.
+  EXPECT_EQ(t.index_slots_used(), 2 * n);
+  rng.seed(3);
+  for (uint32_t i = 0; i < n; i += 2) {
+    const Flow f = fill_flow(rng, i);
+    fill_flow(rng, i + 1);
+    FlowEntry* e = find(t, i % 4 == 0 ? f.fwd : f.rev(), 1).entry;
+    ASSERT_NE(e, nullptr);
+    t.remove(e);
+  }
+  EXPECT_EQ(t.index_slots_used(), 2 * t.size());
+  EXPECT_EQ(t.expire(kTimeouts.tcp_established_s + 1, t.used_span()), n - n / 2);
+  EXPECT_EQ(t.size(), 0u);
+  EXPECT_EQ(t.index_slots_used(), 0u);
 }
 
 // Live entries never sit beyond the used span, and the span grows only to the peak number

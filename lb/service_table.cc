@@ -120,8 +120,16 @@ ServiceTable::ServiceTable(const std::vector<ServiceSpec>& services, uint32_t ma
   for (uint32_t i = 0; i < ports_.size(); ++i) {
     put(by_frontend_, pack(ports_[i].vip_be, ports_[i].proto, ports_[i].port_be), i);
   }
-  vip_set_.resize(slots_for(vips_.size()));
-  for (uint32_t vip : vips_) put(vip_set_, pack(vip, 0, 0), 0);
+  const size_t vip_slots = std::bit_ceil(std::max<size_t>(8, vips_.size() * 4));
+  vip_slots_.assign(vip_slots, 0);
+  vip_mask_ = static_cast<uint32_t>(vip_slots - 1);
+  vip_shift_ = static_cast<uint32_t>(32 - std::countr_zero(vip_slots));
+  for (uint32_t vip : vips_) {
+    if (vip == 0) continue;  // refused by the config loader; never a match
+    uint32_t i = (vip * 0x9e3779b1u) >> vip_shift_;
+    while (vip_slots_[i] != 0 && vip_slots_[i] != vip) i = (i + 1) & vip_mask_;
+    vip_slots_[i] = vip;
+  }
   by_endpoint_.resize(slots_for(endpoints.size()));
   for (const auto& [key, index] : endpoints) {
     uint32_t seen = get(by_endpoint_, key);
@@ -135,9 +143,6 @@ const ServicePort* ServiceTable::find(uint32_t vip_be, uint8_t proto,
   return i == kNotFound ? nullptr : &ports_[i];
 }
 
-bool ServiceTable::is_vip(uint32_t ip_be) const noexcept {
-  return get(vip_set_, pack(ip_be, 0, 0)) != kNotFound;
-}
 
 uint32_t ServiceTable::find_endpoint(uint32_t backend_ip_be, uint8_t proto,
                                      uint16_t target_port_be) const noexcept {

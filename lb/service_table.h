@@ -88,7 +88,15 @@ class ServiceTable {
 
   // All arguments in network byte order. noexcept, no allocation.
   const ServicePort* find(uint32_t vip_be, uint8_t proto, uint16_t port_be) const noexcept;
-  bool is_vip(uint32_t ip_be) const noexcept;
+  // Asked of every packet (a worker's flow-table hash depends on it): inline, a
+  // multiplicative hash and a probe or two over a set at most a quarter full.
+  bool is_vip(uint32_t ip_be) const noexcept {
+    for (uint32_t i = (ip_be * 0x9e3779b1u) >> vip_shift_;; i = (i + 1) & vip_mask_) {
+      const uint32_t v = vip_slots_[i];
+      if (v == 0) return false;  // a free slot; 0.0.0.0 is never a VIP
+      if (v == ip_be) return true;
+    }
+  }
   // Index of the only Service port with this backend endpoint, kAmbiguous when several
   // share it, kNotFound when none.
   uint32_t find_endpoint(uint32_t backend_ip_be, uint8_t proto,
@@ -110,7 +118,10 @@ class ServiceTable {
   std::vector<ServicePort> ports_;
   std::vector<Slot> by_frontend_;
   std::vector<Slot> by_endpoint_;
-  std::vector<Slot> vip_set_;
+  // Open-addressed, linear probing, 0 = free; 2^(32 - vip_shift_) slots.
+  std::vector<uint32_t> vip_slots_ = std::vector<uint32_t>(8, 0);
+  uint32_t vip_mask_ = 7;
+  uint32_t vip_shift_ = 29;
   std::vector<uint32_t> vips_;
   size_t maglev_built_ = 0;
   size_t maglev_reused_ = 0;

@@ -44,6 +44,33 @@ TEST(ServiceTable, FindsServicePortsByVipProtocolAndPort) {
   EXPECT_FALSE(t.is_vip(hton32(kVip + 2)));
 }
 
+// The VIP set is probed for every packet; exact at any size, with shared VIPs (several
+// Services on one address), neighbouring addresses and 0.0.0.0.
+TEST(ServiceTable, IsVipExactlyForConfiguredAddresses) {
+  EXPECT_FALSE(ServiceTable({}, 251).is_vip(hton32(kVip)));
+  for (uint32_t n : {1u, 7u, 1000u, 4096u}) {
+    std::vector<ServiceSpec> specs;
+    for (uint32_t i = 0; i < n; ++i) {
+      // Every third address twice (two Services on one VIP), spread over a /16 and beyond.
+      const uint32_t vip = kVip + i * 97;
+      const int copies = i % 3 == 0 ? 2 : 1;
+      for (int c = 0; c < copies; ++c) {
+        specs.push_back(ServiceSpec{std::to_string(i * 2 + c), vip,
+                                    {port("p", kIpProtoTcp, static_cast<uint16_t>(80 + c), 8080)},
+                                    {}, false, {backend(0x0a04010b)}, false});
+      }
+    }
+    ServiceTable t(specs, 251);
+    for (uint32_t i = 0; i < n; ++i) {
+      ASSERT_TRUE(t.is_vip(hton32(kVip + i * 97))) << n << " " << i;
+      for (uint32_t off : {1u, 96u, 0x01000000u}) {
+        ASSERT_FALSE(t.is_vip(hton32(kVip + i * 97 + off))) << n << " " << i << " " << off;
+      }
+    }
+    EXPECT_FALSE(t.is_vip(0));
+  }
+}
+
 TEST(ServiceTable, AclAppliesOnlyWhereRangesAreSet) {
   ServiceTable t(two_services(), 251);
   const ServicePort* http = t.find(hton32(kVip), kIpProtoTcp, hton16(80));

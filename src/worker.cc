@@ -227,7 +227,7 @@ void Worker::process_burst(uint16_t in_port, rte_mbuf** pkts, uint16_t n,
       owners[i] = pi.frag == FragKind::kNone ? owner_of(pi, snap) : frag_owner(pi);
     }
     if (owners[i] != me || pi.frag == FragKind::kLater) continue;
-    hashes[i] = hash_flow(parsed[i].key);
+    hashes[i] = key_hash(pi.key, snap);
     flows_.prefetch(hashes[i]);
   }
   if (!from_ring) {  // a handed-off packet was counted by the worker that received it
@@ -241,19 +241,9 @@ void Worker::process_burst(uint16_t in_port, rte_mbuf** pkts, uint16_t n,
     if (hashes[i] != 0 && !flows_.prefetch_entry(hashes[i])) certain_miss |= 1u << i;
   }
   flows_.clear_recent();  // an insert by an earlier packet of the burst may add a later one's key
-  // Pass 1c, new flows only: their insert will look up the reverse key (backend -> client)
-  // in two more cold buckets; pick the backend now and start those loads, so they overlap
-  // across the burst instead of stalling each insert. A guess (ACL, backend and the table
-  // are checked again in pass 2): a wrong one only wastes the prefetch.
-  for (uint32_t bits = certain_miss; bits != 0; bits &= bits - 1) {
-    const ParsedPacket& p = parsed[std::countr_zero(bits)];
-    const ServicePort* sp = snap.services.find(p.key.dst_ip, p.proto, p.key.dst_port);
-    if (sp == nullptr || p.icmp_error) continue;
-    const int b = sp->pick(hashes[std::countr_zero(bits)], p.key.src_ip);
-    if (b < 0) continue;
-    flows_.prefetch(hash_flow(FlowKey{sp->backend_ips_be[b], p.key.src_ip, sp->target_port_be,
-                                      p.key.src_port, p.proto}));
-  }
+  // A new flow's insert writes its reverse key (backend -> client) too: into the same
+  // bucket as its forward key (hash_flow_key: both carry the client's end), which pass 1
+  // already prefetched.
   stage_mark(&StageCycles::entries);
   // Pass 2: decide and act.
   for (uint16_t i = 0; i < n; ++i) {
@@ -584,7 +574,7 @@ void Worker::handle_service(uint16_t in_port, const ServicePort& sp, rte_mbuf* m
         // would otherwise come back from the wrong VIP.
         const FlowKey reply{nat.backend_ip, p.key.src_ip, nat.backend_port, p.key.src_port,
                             p.proto};
-        FlowHit old = flows_.lookup(reply, hash_flow(reply), now_s_);
+        FlowHit old = flows_.lookup(reply, hash_flow_key(reply, ClientEnd::kDestination), now_s_);
         if (old.entry != nullptr) {
           flows_.remove(old.entry);
           counters_.flows_superseded++;
@@ -1022,7 +1012,7 @@ void Worker::run_trace(TraceJob& job) noexcept {
     finish_drop<true>(m, p.drop);
   } else {
     if (settings_.workers > 1) trace_->add(TraceStep::kOwner, owner_of(p, snap));
-    handle_ipv4<true>(static_cast<uint16_t>(&port - ports_.data()), m, p, hash_flow(p.key), snap);
+    handle_ipv4<true>(static_cast<uint16_t>(&port - ports_.data()), m, p, key_hash(p.key, snap), snap);
   }
   trace_ = nullptr;
 }

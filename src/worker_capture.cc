@@ -49,7 +49,7 @@ void Worker::capture_rx(uint16_t in_port, rte_mbuf** pkts, uint16_t n,
       } else {
         // A reply: its flow entry names the VIP; without one, its endpoint may.
         const ServicePort* sp2 = nullptr;
-        const FlowHit hit = flows_.peek(p.key, hash_flow(p.key));
+        const FlowHit hit = flows_.peek(p.key, key_hash(p.key, snap));
         if (hit.entry != nullptr && hit.dir == FlowDir::kReverse) {
           sp2 = snap.services.find(hit.entry->nat.vip, p.proto, hit.entry->nat.vip_port);
         } else {
