@@ -32,7 +32,7 @@ TEST(FlowKey, BucketsEvenAndSignaturesDistinctForClientKeys) {
   for (uint32_t client = 0; client < 256; ++client) {
     for (uint32_t port = 1024; port < 1024 + 1024; ++port) {
       const FlowKey k{0x0a000000u | client, 0xac100c64u, static_cast<uint16_t>(port), 80, 6};
-      const uint64_t h = hash_flow(k);
+      const uint64_t h = hash_flow_key(k, ClientEnd::kSource);  // what the table uses
       hashes.insert(h);
       bucket_sig.insert((h & (kBuckets - 1)) << 32 | (h >> 32));
       ++load[h & (kBuckets - 1)];
@@ -51,6 +51,39 @@ TEST(FlowKey, BucketsEvenAndSignaturesDistinctForClientKeys) {
   // Poisson(64) stays within about +-5 sigma (40) over 4096 buckets.
   EXPECT_GT(lo, mean - 40);
   EXPECT_LT(hi, mean + 40);
+}
+
+// The table hash keeps hash_flow's high half (signature, Maglev) and gives a flow's two
+// keys one low half (bucket): that of its client's end, whichever key carries it.
+TEST(FlowKey, TableHashSharesTheClientsBucketAndKeepsTheSignature) {
+  std::mt19937 rng(11);
+  std::set<uint32_t> lows;
+  for (int i = 0; i < 10000; ++i) {
+    const FlowKey fwd{static_cast<uint32_t>(rng()), 0xac100c64u, static_cast<uint16_t>(rng()),
+                      80, i % 2 ? uint8_t{6} : uint8_t{17}};
+    const FlowKey rev{static_cast<uint32_t>(rng()), fwd.src_ip, 8080, fwd.src_port, fwd.proto};
+    const uint64_t hf = hash_flow_key(fwd, ClientEnd::kSource);
+    const uint64_t hr = hash_flow_key(rev, ClientEnd::kDestination);
+    ASSERT_EQ(hf >> 32, hash_flow(fwd) >> 32);
+    ASSERT_EQ(hr >> 32, hash_flow(rev) >> 32);
+    ASSERT_EQ(static_cast<uint32_t>(hf), static_cast<uint32_t>(hr));
+    ASSERT_EQ(static_cast<uint32_t>(hf), hash_client_end(fwd, ClientEnd::kSource));
+    lows.insert(static_cast<uint32_t>(hf));
+  }
+  EXPECT_GT(lows.size(), 9990u);  // distinct clients, distinct buckets (birthday: ~0.01 pairs)
+  // The client's port and protocol count, not only its address.
+  const FlowKey a{0x0a000001u, 0xac100c64u, 1000, 80, 6};
+  FlowKey b = a;
+  b.src_port = 1001;
+  FlowKey c = a;
+  c.proto = 17;
+  EXPECT_NE(hash_client_end(a, ClientEnd::kSource), hash_client_end(b, ClientEnd::kSource));
+  EXPECT_NE(hash_client_end(a, ClientEnd::kSource), hash_client_end(c, ClientEnd::kSource));
+  // The other end does not.
+  FlowKey d = a;
+  d.dst_ip = 0xac100c65u;
+  d.dst_port = 443;
+  EXPECT_EQ(hash_client_end(a, ClientEnd::kSource), hash_client_end(d, ClientEnd::kSource));
 }
 
 // Each input bit flips about half of the output bits (and of the bucket bits alone).
