@@ -41,9 +41,9 @@ TEST(ExpiryPace, SmallTablesScanFewSlots) {
 
 TEST(ExpiryPace, CapPerCallAndBoundedBacklog) {
   ExpiryPace p(1000, 10);
-  EXPECT_EQ(p.due(0, 1000), 0u);             // starts the clock
-  EXPECT_EQ(p.due(500, 1000), 10u);          // 500 owed, 10 allowed
-  EXPECT_EQ(p.due(500, 1000), 10u);          // the backlog is paid off at the cap
+  EXPECT_EQ(p.due(0, 1000), 0u);     // starts the clock
+  EXPECT_EQ(p.due(500, 1000), 10u);  // 500 owed, 10 allowed
+  EXPECT_EQ(p.due(500, 1000), 10u);  // the backlog is paid off at the cap
   // A very long gap owes at most one sweep, and never overflows.
   EXPECT_EQ(p.due(UINT64_MAX / 2, 1000), 10u);
   uint64_t paid = 0;

@@ -59,8 +59,8 @@ TEST(FlowKey, TableHashSharesTheClientsBucketAndKeepsTheSignature) {
   std::mt19937 rng(11);
   std::set<uint32_t> lows;
   for (int i = 0; i < 10000; ++i) {
-    const FlowKey fwd{static_cast<uint32_t>(rng()), 0xac100c64u, static_cast<uint16_t>(rng()),
-                      80, i % 2 ? uint8_t{6} : uint8_t{17}};
+    const FlowKey fwd{static_cast<uint32_t>(rng()), 0xac100c64u, static_cast<uint16_t>(rng()), 80,
+                      i % 2 ? uint8_t{6} : uint8_t{17}};
     const FlowKey rev{static_cast<uint32_t>(rng()), fwd.src_ip, 8080, fwd.src_port, fwd.proto};
     const uint64_t hf = hash_flow_key(fwd, ClientEnd::kSource);
     const uint64_t hr = hash_flow_key(rev, ClientEnd::kDestination);

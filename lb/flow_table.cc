@@ -91,8 +91,9 @@ unsigned FlowTable::ref_mask(const Bucket& b, uint32_t ref) noexcept {
   const auto* r = reinterpret_cast<const __m128i*>(b.ref);
   const auto* g = reinterpret_cast<const __m128i*>(b.sig);
   // Slots whose ref matches and whose signature is not 0 (free).
-  const __m128i lo = _mm_andnot_si128(_mm_cmpeq_epi32(_mm_load_si128(g), zero),
-                                      _mm_cmpeq_epi32(_mm_and_si128(_mm_load_si128(r), keep), want));
+  const __m128i lo =
+      _mm_andnot_si128(_mm_cmpeq_epi32(_mm_load_si128(g), zero),
+                       _mm_cmpeq_epi32(_mm_and_si128(_mm_load_si128(r), keep), want));
   const __m128i hi =
       _mm_andnot_si128(_mm_cmpeq_epi32(_mm_load_si128(g + 1), zero),
                        _mm_cmpeq_epi32(_mm_and_si128(_mm_load_si128(r + 1), keep), want));

@@ -38,9 +38,7 @@ uint64_t key_hash(const FlowKey& k) {
   return hash_flow_key(k, k.dst_ip == kVip ? ClientEnd::kSource : ClientEnd::kDestination);
 }
 
-FlowHit find(FlowTable& t, const FlowKey& k, uint32_t now) {
-  return t.lookup(k, key_hash(k), now);
-}
+FlowHit find(FlowTable& t, const FlowKey& k, uint32_t now) { return t.lookup(k, key_hash(k), now); }
 
 FlowEntry* add(FlowTable& t, const Flow& f, uint8_t flags, uint32_t now) {
   return t.insert(f.fwd, key_hash(f.fwd), f.nat, flags, now);
@@ -782,9 +780,8 @@ void run_random_ops(uint32_t capacity, uint32_t clients, uint32_t seed, RandomRu
     if (op % 1000 == 0) {
       expect_same_contents(t, m);
       uint32_t beyond_span = 0;
-      t.for_each_in(t.used_span(), t.capacity(), [&](const FlowEntry&) {
-        return ++beyond_span, true;
-      });
+      t.for_each_in(t.used_span(), t.capacity(),
+                    [&](const FlowEntry&) { return ++beyond_span, true; });
       ASSERT_EQ(beyond_span, 0u) << "op " << op;
       ASSERT_EQ(t.index_slots_used(), 2 * t.size()) << "op " << op;
       if (::testing::Test::HasFatalFailure()) return;

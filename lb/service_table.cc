@@ -143,7 +143,6 @@ const ServicePort* ServiceTable::find(uint32_t vip_be, uint8_t proto,
   return i == kNotFound ? nullptr : &ports_[i];
 }
 
-
 uint32_t ServiceTable::find_endpoint(uint32_t backend_ip_be, uint8_t proto,
                                      uint16_t target_port_be) const noexcept {
   return get(by_endpoint_, pack(backend_ip_be, proto, target_port_be));

@@ -55,9 +55,13 @@ TEST(ServiceTable, IsVipExactlyForConfiguredAddresses) {
       const uint32_t vip = kVip + i * 97;
       const int copies = i % 3 == 0 ? 2 : 1;
       for (int c = 0; c < copies; ++c) {
-        specs.push_back(ServiceSpec{std::to_string(i * 2 + c), vip,
+        specs.push_back(ServiceSpec{std::to_string(i * 2 + c),
+                                    vip,
                                     {port("p", kIpProtoTcp, static_cast<uint16_t>(80 + c), 8080)},
-                                    {}, false, {backend(0x0a04010b)}, false});
+                                    {},
+                                    false,
+                                    {backend(0x0a04010b)},
+                                    false});
       }
     }
     ServiceTable t(specs, 251);

@@ -60,13 +60,13 @@ constexpr bool kStageCycles = true;
 #else
 constexpr bool kStageCycles = false;
 #endif
-#define L4LB_STAGES(X)                                                                      \
-  X(rx, "rte_eth_rx_burst on every port and hand-off ring")                                 \
-  X(look_ahead, "pass 1: parse, owner, hash, flow-table bucket prefetch")                   \
-  X(entries, "pass 1b: flow-entry prefetch, certain misses")                                \
-  X(decide, "pass 2: lookups, decisions, NAT, TX buffering (with the TX bursts it fills)")  \
-  X(flush, "hand-off and TX buffer flushes at the end of the poll")                         \
-  X(expire, "flow and fragment expiry")                                                     \
+#define L4LB_STAGES(X)                                                                     \
+  X(rx, "rte_eth_rx_burst on every port and hand-off ring")                                \
+  X(look_ahead, "pass 1: parse, owner, hash, flow-table bucket prefetch")                  \
+  X(entries, "pass 1b: flow-entry prefetch, certain misses")                               \
+  X(decide, "pass 2: lookups, decisions, NAT, TX buffering (with the TX bursts it fills)") \
+  X(flush, "hand-off and TX buffer flushes at the end of the poll")                        \
+  X(expire, "flow and fragment expiry")                                                    \
   X(rest, "the rest of the poll: snapshot, kernel twins, ticks, RCU")
 
 struct StageCycles {

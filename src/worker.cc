@@ -140,7 +140,8 @@ int Worker::run() noexcept {
       rte_eth_tx_buffer_flush(ports_[p].port_id, settings_.queue, tx_buffers_[p]);
     }
     stage_mark(&StageCycles::flush);
-    counters_.flows_expired += flows_.expire(now_s_, expiry_pace_.due(now_tsc_, flows_.used_span()));
+    counters_.flows_expired +=
+        flows_.expire(now_s_, expiry_pace_.due(now_tsc_, flows_.used_span()));
     counters_.flows_evicted = flows_.evictions();
     frags_.expire(now_s_, 8, [this](void* m) {
       drop(static_cast<rte_mbuf*>(m), DropReason::kFragTimeout);
@@ -1012,7 +1013,8 @@ void Worker::run_trace(TraceJob& job) noexcept {
     finish_drop<true>(m, p.drop);
   } else {
     if (settings_.workers > 1) trace_->add(TraceStep::kOwner, owner_of(p, snap));
-    handle_ipv4<true>(static_cast<uint16_t>(&port - ports_.data()), m, p, key_hash(p.key, snap), snap);
+    handle_ipv4<true>(static_cast<uint16_t>(&port - ports_.data()), m, p, key_hash(p.key, snap),
+                      snap);
   }
   trace_ = nullptr;
 }

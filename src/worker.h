@@ -90,8 +90,8 @@ class Worker {
   // source when the destination is a VIP (a request), else the destination (a reply, or
   // the key of an ICMP error about a request), as owner_of() decides.
   static uint64_t key_hash(const FlowKey& k, const Snapshot& snap) noexcept {
-    return hash_flow_key(k, snap.services.is_vip(k.dst_ip) ? ClientEnd::kSource
-                                                           : ClientEnd::kDestination);
+    return hash_flow_key(
+        k, snap.services.is_vip(k.dst_ip) ? ClientEnd::kSource : ClientEnd::kDestination);
   }
   void stage_handoff(uint16_t to, rte_mbuf* m) noexcept;
   void flush_handoffs() noexcept;
