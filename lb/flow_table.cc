@@ -65,47 +65,37 @@ FlowTable::FlowTable(uint32_t capacity, FlowTimeouts timeouts)
   timeout_by_state_[static_cast<uint8_t>(FlowState::kUdp)] = timeouts.udp_s;
 }
 
-unsigned FlowTable::match_mask(const Bucket& b, uint32_t sig) noexcept {
+namespace {
+
+// Bit s set where (v[s] & keep) == want, for the 8 slots of a bucket array.
+unsigned lanes_equal(const uint32_t* v, uint32_t want, uint32_t keep) noexcept {
 #ifdef __SSE2__
   // Two compares instead of eight; in-cache lookups measured ~20% faster than the loop,
   // which GCC 12 at -O2 does not vectorise.
-  static_assert(kSlotsPerBucket == 8);
-  const __m128i want = _mm_set1_epi32(static_cast<int>(sig));
-  const auto* v = reinterpret_cast<const __m128i*>(b.sig);
-  const __m128i lo = _mm_cmpeq_epi32(_mm_load_si128(v), want);
-  const __m128i hi = _mm_cmpeq_epi32(_mm_load_si128(v + 1), want);
+  const __m128i w = _mm_set1_epi32(static_cast<int>(want));
+  const __m128i k = _mm_set1_epi32(static_cast<int>(keep));
+  const auto* p = reinterpret_cast<const __m128i*>(v);
+  const __m128i lo = _mm_cmpeq_epi32(_mm_and_si128(_mm_load_si128(p), k), w);
+  const __m128i hi = _mm_cmpeq_epi32(_mm_and_si128(_mm_load_si128(p + 1), k), w);
   return static_cast<unsigned>(_mm_movemask_ps(_mm_castsi128_ps(lo))) |
          static_cast<unsigned>(_mm_movemask_ps(_mm_castsi128_ps(hi))) << 4;
 #else
   unsigned match = 0;
-  for (uint32_t s = 0; s < kSlotsPerBucket; ++s) match |= unsigned{b.sig[s] == sig} << s;
+  for (uint32_t s = 0; s < 8; ++s) match |= unsigned{(v[s] & keep) == want} << s;
   return match;
 #endif
 }
 
+}  // namespace
+
+unsigned FlowTable::match_mask(const Bucket& b, uint32_t sig) noexcept {
+  static_assert(kSlotsPerBucket == 8);
+  return lanes_equal(b.sig, sig, ~0u);
+}
+
 unsigned FlowTable::ref_mask(const Bucket& b, uint32_t ref) noexcept {
-#ifdef __SSE2__
-  const __m128i want = _mm_set1_epi32(static_cast<int>(ref));
-  const __m128i keep = _mm_set1_epi32(static_cast<int>(~kOverflow));
-  const __m128i zero = _mm_setzero_si128();
-  const auto* r = reinterpret_cast<const __m128i*>(b.ref);
-  const auto* g = reinterpret_cast<const __m128i*>(b.sig);
-  // Slots whose ref matches and whose signature is not 0 (free).
-  const __m128i lo =
-      _mm_andnot_si128(_mm_cmpeq_epi32(_mm_load_si128(g), zero),
-                       _mm_cmpeq_epi32(_mm_and_si128(_mm_load_si128(r), keep), want));
-  const __m128i hi =
-      _mm_andnot_si128(_mm_cmpeq_epi32(_mm_load_si128(g + 1), zero),
-                       _mm_cmpeq_epi32(_mm_and_si128(_mm_load_si128(r + 1), keep), want));
-  return static_cast<unsigned>(_mm_movemask_ps(_mm_castsi128_ps(lo))) |
-         static_cast<unsigned>(_mm_movemask_ps(_mm_castsi128_ps(hi))) << 4;
-#else
-  unsigned match = 0;
-  for (uint32_t s = 0; s < kSlotsPerBucket; ++s) {
-    match |= unsigned{b.sig[s] != 0 && b.ref_at(s) == ref} << s;
-  }
-  return match;
-#endif
+  // Stale refs stay in free slots (signature 0): only slots in use count.
+  return lanes_equal(b.ref, ref, ~kOverflow) & ~match_mask(b, 0) & 0xffu;
 }
 
 uint32_t FlowTable::find_in(const Bucket& b, uint32_t sig, const FlowKey& key) const noexcept {

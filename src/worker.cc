@@ -224,11 +224,12 @@ void Worker::process_burst(uint16_t in_port, rte_mbuf** pkts, uint16_t n,
     hashes[i] = 0;
     const ParsedPacket& pi = parsed[i];
     if (pi.kind != PacketKind::kIpv4 || (pi.proto == kIpProtoIcmp && !pi.icmp_error)) continue;
+    const ClientEnd client = client_end(pi.key, snap);  // one VIP test for both uses
     if (shared && !from_ring) {
-      owners[i] = pi.frag == FragKind::kNone ? owner_of(pi, snap) : frag_owner(pi);
+      owners[i] = pi.frag == FragKind::kNone ? owner_of(pi, client) : frag_owner(pi);
     }
     if (owners[i] != me || pi.frag == FragKind::kLater) continue;
-    hashes[i] = key_hash(pi.key, snap);
+    hashes[i] = hash_flow_key(pi.key, client);
     flows_.prefetch(hashes[i]);
   }
   if (!from_ring) {  // a handed-off packet was counted by the worker that received it
@@ -333,8 +334,8 @@ bool Worker::forward_cached(rte_mbuf* m, const ParsedPacket& p, uint64_t hash,
   return true;
 }
 
-uint16_t Worker::owner_of(const ParsedPacket& p, const Snapshot& snap) const noexcept {
-  const bool request = snap.services.is_vip(p.key.dst_ip);
+uint16_t Worker::owner_of(const ParsedPacket& p, ClientEnd client) const noexcept {
+  const bool request = client == ClientEnd::kSource;
   const uint32_t client_ip = request ? p.key.src_ip : p.key.dst_ip;
   const uint16_t client_port = request ? p.key.src_port : p.key.dst_port;
   // key, not proto: an ICMP error goes where the flow it quotes lives.
@@ -1012,9 +1013,10 @@ void Worker::run_trace(TraceJob& job) noexcept {
   if (p.kind != PacketKind::kIpv4) {
     finish_drop<true>(m, p.drop);
   } else {
-    if (settings_.workers > 1) trace_->add(TraceStep::kOwner, owner_of(p, snap));
-    handle_ipv4<true>(static_cast<uint16_t>(&port - ports_.data()), m, p, key_hash(p.key, snap),
-                      snap);
+    const ClientEnd client = client_end(p.key, snap);
+    if (settings_.workers > 1) trace_->add(TraceStep::kOwner, owner_of(p, client));
+    handle_ipv4<true>(static_cast<uint16_t>(&port - ports_.data()), m, p,
+                      hash_flow_key(p.key, client), snap);
   }
   trace_ = nullptr;
 }

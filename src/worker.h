@@ -85,14 +85,13 @@ class Worker {
   void process_burst(uint16_t in_port, rte_mbuf** pkts, uint16_t n, const Snapshot& snap) noexcept;
   // The worker that owns a TCP/UDP flow: a function of its client side (protocol, client
   // IP, client port), which requests carry as source and replies as destination.
-  uint16_t owner_of(const ParsedPacket& p, const Snapshot& snap) const noexcept;
-  // The flow-table hash of a key a packet carries (hash_flow_key): its client end is the
-  // source when the destination is a VIP (a request), else the destination (a reply, or
-  // the key of an ICMP error about a request), as owner_of() decides.
-  static uint64_t key_hash(const FlowKey& k, const Snapshot& snap) noexcept {
-    return hash_flow_key(
-        k, snap.services.is_vip(k.dst_ip) ? ClientEnd::kSource : ClientEnd::kDestination);
+  // Which end of a key a packet carries is the client's: the source when the destination
+  // is a VIP (a request), else the destination (a reply, or the key of an ICMP error about
+  // a request). Decides both the owner worker and the flow-table hash (hash_flow_key).
+  static ClientEnd client_end(const FlowKey& k, const Snapshot& snap) noexcept {
+    return snap.services.is_vip(k.dst_ip) ? ClientEnd::kSource : ClientEnd::kDestination;
   }
+  uint16_t owner_of(const ParsedPacket& p, ClientEnd client) const noexcept;
   void stage_handoff(uint16_t to, rte_mbuf* m) noexcept;
   void flush_handoffs() noexcept;
   void share_arp(rte_mbuf* m, uint16_t in_port) noexcept;

@@ -41,7 +41,10 @@ void Worker::capture_rx(uint16_t in_port, rte_mbuf** pkts, uint16_t n,
     const bool for_us = p.kind == PacketKind::kIpv4 && p.eth->dst == ports_[port].mac;
     if (for_us && p.proto != kIpProtoIcmp) {
       // The owner captures a packet handed over to it, so each is captured once.
-      if (settings_.workers > 1 && !from_ring && owner_of(p, snap) != settings_.queue) continue;
+      if (settings_.workers > 1 && !from_ring &&
+          owner_of(p, client_end(p.key, snap)) != settings_.queue) {
+        continue;
+      }
       c.proto = p.proto;
       if (const ServicePort* sp = snap.services.find(p.ip->dst, p.proto, p.key.dst_port)) {
         c.service_port = sp->counter_id;
@@ -49,7 +52,7 @@ void Worker::capture_rx(uint16_t in_port, rte_mbuf** pkts, uint16_t n,
       } else {
         // A reply: its flow entry names the VIP; without one, its endpoint may.
         const ServicePort* sp2 = nullptr;
-        const FlowHit hit = flows_.peek(p.key, key_hash(p.key, snap));
+        const FlowHit hit = flows_.peek(p.key, hash_flow_key(p.key, client_end(p.key, snap)));
         if (hit.entry != nullptr && hit.dir == FlowDir::kReverse) {
           sp2 = snap.services.find(hit.entry->nat.vip, p.proto, hit.entry->nat.vip_port);
         } else {
