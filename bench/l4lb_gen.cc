@@ -3,11 +3,18 @@
 // scripts/bench. Two ports like a two-armed load balancer: `wan` (clients -> VIP) and
 // `lan` (DNATed packets to the backends).
 //
-//  gen:     main lcore transmits pre-built 64-byte client->VIP frames on wan as fast as
-//           the port takes them and counts (and samples) what comes back on lan.
-//  reflect: one worker lcore receives on each port, swaps the MACs and sends on the
-//           other port: the raw I/O ceiling of the same ports and cores. It counts its
-//           busy/idle cycles exactly as l4lbd's worker does (src/worker.cc).
+//  gen:     one lcore per queue (--queues N; the main lcore takes queue 0) transmits
+//           pre-built 64-byte client->VIP frames on its wan queue as fast as the port
+//           takes them and counts (and samples) what comes back on its lan queue.
+//  reflect: one worker lcore per queue receives on queue q of each port, swaps the MACs
+//           and sends on queue q of the other port: the raw I/O ceiling of the same
+//           ports and cores. It counts busy/idle cycles exactly as l4lbd's worker does
+//           (src/worker.cc).
+//
+// With N queues each flow goes out on the queue of the l4lbd worker that owns it
+// (lb/steering_plan.h OwnerHash, as a NIC with l4lbd's RSS set-up would place it), so
+// l4lbd hands nothing over; --spread puts flow i on queue i mod N instead, which makes
+// (N-1)/N of the packets strays that l4lbd's workers hand to their owners.
 //
 // Per packet the generator writes only the varying fields (client IP, client port and
 // the two checksums) into a copy of a template frame; the only allocation is the bulk
@@ -19,6 +26,8 @@
 #include <rte_launch.h>
 #include <rte_lcore.h>
 #include <rte_mbuf.h>
+
+#include "lb/steering_plan.h"
 
 #include <CLI/CLI.hpp>
 #include <array>
@@ -188,16 +197,20 @@ uint16_t port_by_name(const std::string& devargs) {
   return id;
 }
 
-void start_port(uint16_t port, rte_mempool* pool) {
+void start_port(uint16_t port, rte_mempool* pool, uint16_t queues) {
   rte_eth_conf conf{};
-  if (rte_eth_dev_configure(port, 1, 1, &conf) != 0) throw std::runtime_error("configure");
+  if (rte_eth_dev_configure(port, queues, queues, &conf) != 0) {
+    throw std::runtime_error("configure " + std::to_string(queues) + " queues");
+  }
   uint16_t rxd = kRing, txd = kRing;
   rte_eth_dev_adjust_nb_rx_tx_desc(port, &rxd, &txd);
   const int socket = rte_eth_dev_socket_id(port) < 0 ? static_cast<int>(rte_socket_id())
                                                      : rte_eth_dev_socket_id(port);
-  if (rte_eth_rx_queue_setup(port, 0, rxd, socket, nullptr, pool) != 0 ||
-      rte_eth_tx_queue_setup(port, 0, txd, socket, nullptr) != 0) {
-    throw std::runtime_error("queue setup");
+  for (uint16_t q = 0; q < queues; ++q) {
+    if (rte_eth_rx_queue_setup(port, q, rxd, socket, nullptr, pool) != 0 ||
+        rte_eth_tx_queue_setup(port, q, txd, socket, nullptr) != 0) {
+      throw std::runtime_error("queue setup");
+    }
   }
   if (rte_eth_dev_start(port) != 0) throw std::runtime_error("start");
   rte_eth_promiscuous_enable(port);  // ENOTSUP on some virtual devices: harmless
@@ -235,6 +248,8 @@ struct Options {
   std::string expect_prefix;  // sample check of received packets: dst inside this /24-style
   uint16_t expect_dport = 0;
   bool prime = true;
+  uint16_t queues = 1;  // queue pairs per port; gen: one lcore each, reflect: one worker each
+  bool spread = false;  // gen: flow i on queue i mod N instead of its owner's queue
   // gen: after printing the figures, keep the links up until stdin closes, so the device
   // (l4lbd or reflect) stops polling before its peer goes away (see the end of run()).
   bool hold = false;
@@ -251,6 +266,7 @@ struct GenResult {
   double prime_seconds = 0;
   double seconds = 0;
   double cpu_share = 0;  // this thread's CPU time / wall time over the window
+  double offered_mpps = 0, tx_mpps = 0, rx_mpps = 0;  // summed over queues (run_gen)
 };
 
 double thread_cpu_seconds() {
@@ -272,7 +288,27 @@ bool check_frame(const rte_mbuf* m, uint32_t prefix, uint32_t mask, uint16_t dpo
   return dport == 0 || get16(f + kL4 + 2) == dport;
 }
 
-GenResult run_gen(const Options& o, uint16_t wan, uint16_t lan, rte_mempool* pool) {
+// One generator lcore: its own queue on each port, its own share of the flows.
+struct GenQueue {
+  const Options* o = nullptr;
+  uint16_t wan = 0, lan = 0, q = 0;
+  rte_mempool* pool = nullptr;
+  const l4lb::OwnerHash* owners = nullptr;
+  std::atomic<uint16_t>* primed_queues = nullptr;  // start barrier: all queues primed
+  GenResult r;
+};
+
+// Whether client k of a sweep (or flow k) goes out on queue q.
+inline bool on_queue(const GenQueue& g, uint64_t k, uint32_t ip, uint16_t port) {
+  if (g.o->queues == 1) return true;
+  if (g.o->spread) return k % g.o->queues == g.q;
+  return g.owners->owner(rte_cpu_to_be_32(ip), rte_cpu_to_be_16(port)) == g.q;
+}
+
+GenResult run_gen_queue(GenQueue& g) {
+  const Options& o = *g.o;
+  const uint16_t wan = g.wan, lan = g.lan, q = g.q;
+  rte_mempool* pool = g.pool;
   const uint8_t proto = o.proto == "udp" ? kProtoUdp : kProtoTcp;
   const bool new_flows = o.mode == "new-flows";
   const Mac src = parse_mac(o.src_mac_wan), dst = parse_mac(o.dst_mac_wan);
@@ -291,13 +327,14 @@ GenResult run_gen(const Options& o, uint16_t wan, uint16_t lan, rte_mempool* poo
   std::vector<FlowFields> flows;
   if (!new_flows) {
     // Flow i: address i mod 2^17, port 1024 + i / 2^17: distinct for up to 8.4e9 flows.
-    flows.reserve(o.flows);
+    flows.reserve(o.flows / o.queues + 1);
     for (uint32_t i = 0; i < o.flows; ++i) {
       uint32_t ip;
       uint16_t port;
       nth_client(i, &ip, &port);
-      flows.push_back(flow_fields(t, proto, ip, port));
+      if (on_queue(g, i, ip, port)) flows.push_back(flow_fields(t, proto, ip, port));
     }
+    if (flows.empty()) throw std::runtime_error("queue " + std::to_string(q) + " got no flows");
   }
 
   GenResult r;
@@ -307,7 +344,7 @@ GenResult run_gen(const Options& o, uint16_t wan, uint16_t lan, rte_mempool* poo
   const uint64_t hz = rte_get_tsc_hz();
 
   auto drain = [&](bool count) {
-    uint16_t n = rte_eth_rx_burst(lan, 0, rx, kBurst);
+    uint16_t n = rte_eth_rx_burst(lan, q, rx, kBurst);
     if (n != 0) {
       if (count) {
         for (uint16_t i = 0; i < n; ++i) {
@@ -320,7 +357,7 @@ GenResult run_gen(const Options& o, uint16_t wan, uint16_t lan, rte_mempool* poo
       }
       rte_pktmbuf_free_bulk(rx, n);
     }
-    uint16_t w = rte_eth_rx_burst(wan, 0, rx, kBurst);  // nothing expected; keep it empty
+    uint16_t w = rte_eth_rx_burst(wan, q, rx, kBurst);  // nothing expected; keep it empty
     if (w != 0) {
       if (count) r.rx_wan += w;
       rte_pktmbuf_free_bulk(rx, w);
@@ -344,7 +381,7 @@ GenResult run_gen(const Options& o, uint16_t wan, uint16_t lan, rte_mempool* poo
         write_flow(rte_pktmbuf_mtod(pkts[i], uint8_t*), t, flows[sent + i]);
         pkts[i]->data_len = pkts[i]->pkt_len = kFrameLen;
       }
-      uint16_t s = rte_eth_tx_burst(wan, 0, pkts, want);
+      uint16_t s = rte_eth_tx_burst(wan, q, pkts, want);
       if (s < want) rte_pktmbuf_free_bulk(pkts + s, want - s);
       sent += s;
       // Keep at most a few rings' worth in flight, so priming loses nothing.
@@ -354,6 +391,9 @@ GenResult run_gen(const Options& o, uint16_t wan, uint16_t lan, rte_mempool* poo
     while (rte_rdtsc() < settle) back += drain(false);
     r.primed = back;
   }
+  // Every queue starts its window together (priming takes longer on some).
+  g.primed_queues->fetch_add(1);
+  while (g.primed_queues->load() < o.queues && !g_stop) drain(false);
 
   const uint64_t start = rte_rdtsc();
   r.prime_seconds = static_cast<double>(start - prime_start) / static_cast<double>(hz);
@@ -365,9 +405,12 @@ GenResult run_gen(const Options& o, uint16_t wan, uint16_t lan, rte_mempool* poo
       for (uint16_t i = 0; i < kBurst; ++i) {
         uint8_t* f = rte_pktmbuf_mtod(pkts[i], uint8_t*);
         if (new_flows) {
+          // Each queue takes its own clients of the one sweep: never the same twice.
           uint32_t ip;
           uint16_t port;
-          nth_client(next++, &ip, &port);
+          do {
+            nth_client(next, &ip, &port);
+          } while (!on_queue(g, next++, ip, port));
           write_flow(f, t, flow_fields(t, proto, ip, port));
         } else {
           write_flow(f, t, flows[next]);
@@ -376,7 +419,7 @@ GenResult run_gen(const Options& o, uint16_t wan, uint16_t lan, rte_mempool* poo
         pkts[i]->data_len = pkts[i]->pkt_len = kFrameLen;
       }
       r.offered += kBurst;
-      uint16_t s = rte_eth_tx_burst(wan, 0, pkts, kBurst);
+      uint16_t s = rte_eth_tx_burst(wan, q, pkts, kBurst);
       r.tx += s;
       if (s < kBurst) {
         r.tx_failed += kBurst - s;
@@ -392,6 +435,58 @@ GenResult run_gen(const Options& o, uint16_t wan, uint16_t lan, rte_mempool* poo
   const uint64_t tail_end = rte_rdtsc() + hz / 5;
   while (rte_rdtsc() < tail_end) drain(true);
   return r;
+}
+
+int gen_lcore(void* arg) {
+  auto* g = static_cast<GenQueue*>(arg);
+  try {
+    g->r = run_gen_queue(*g);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "l4lb-gen: queue %u: %s\n", g->q, e.what());
+    g_stop = true;
+    return -1;
+  }
+  return 0;
+}
+
+// Runs every queue (queue 0 on the main lcore) and sums their figures. Mpps are summed
+// per queue (each over its own window); seconds is the longest window.
+GenResult run_gen(const Options& o, uint16_t wan, uint16_t lan, rte_mempool* pool) {
+  const l4lb::OwnerHash owners(o.queues);
+  std::atomic<uint16_t> primed{0};
+  std::vector<GenQueue> queues(o.queues);
+  for (uint16_t q = 0; q < o.queues; ++q) queues[q] = {&o, wan, lan, q, pool, &owners, &primed, {}};
+  std::vector<unsigned> lcores;
+  unsigned lcore = rte_get_main_lcore();
+  for (uint16_t q = 1; q < o.queues; ++q) {
+    lcore = rte_get_next_lcore(lcore, 1, 0);
+    if (rte_eal_remote_launch(gen_lcore, &queues[q], lcore) != 0) {
+      throw std::runtime_error("cannot launch queue " + std::to_string(q));
+    }
+    lcores.push_back(lcore);
+  }
+  bool failed = gen_lcore(&queues[0]) != 0;
+  for (unsigned l : lcores) failed = rte_eal_wait_lcore(l) != 0 || failed;
+  if (failed) throw std::runtime_error("a generator queue failed");
+  GenResult sum;
+  for (const GenQueue& g : queues) {
+    const GenResult& r = g.r;
+    sum.offered += r.offered;
+    sum.tx += r.tx;
+    sum.tx_failed += r.tx_failed;
+    sum.rx += r.rx;
+    sum.rx_wan += r.rx_wan;
+    sum.checked += r.checked;
+    sum.check_failed += r.check_failed;
+    sum.primed += r.primed;
+    sum.prime_seconds = std::max(sum.prime_seconds, r.prime_seconds);
+    sum.seconds = std::max(sum.seconds, r.seconds);
+    sum.cpu_share += r.cpu_share / o.queues;
+    sum.offered_mpps += r.offered / r.seconds / 1e6;
+    sum.tx_mpps += r.tx / r.seconds / 1e6;
+    sum.rx_mpps += r.rx / r.seconds / 1e6;
+  }
+  return sum;
 }
 
 // --- reflect: the raw I/O baseline worker -------------------------------------------------
@@ -414,6 +509,7 @@ constexpr bool kStageCycles = false;
 
 struct ReflectCtx {
   uint16_t ports[2];
+  uint16_t q;  // this worker's queue on both ports
   ReflectCounters c;
 };
 
@@ -435,7 +531,7 @@ int reflect_loop(void* arg) {
       }
     };
     for (int in = 0; in < 2; ++in) {
-      const uint16_t n = rte_eth_rx_burst(ctx->ports[in], 0, pkts, kBurst);
+      const uint16_t n = rte_eth_rx_burst(ctx->ports[in], ctx->q, pkts, kBurst);
       stage(rx_cyc);
       if (n == 0) continue;
       received += n;
@@ -449,7 +545,7 @@ int reflect_loop(void* arg) {
       }
       stage(swap_cyc);
       const int out = 1 - in;
-      const uint16_t s = rte_eth_tx_burst(ctx->ports[out], 0, pkts, n);
+      const uint16_t s = rte_eth_tx_burst(ctx->ports[out], ctx->q, pkts, n);
       stage(tx_cyc);
       c.tx[out] += s;
       if (s < n) {
@@ -491,29 +587,55 @@ int run(const Options& o) {
   }
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
-  rte_mempool* pool = rte_pktmbuf_pool_create("gen_pool", 16383, 256, 0,
+  if (o.role == "gen" ? rte_lcore_count() < o.queues : rte_lcore_count() <= o.queues) {
+    throw std::runtime_error(o.role == "gen" ? "gen needs one lcore per queue"
+                                             : "reflect needs one worker lcore per queue "
+                                               "besides the main lcore");
+  }
+  // Enough mbufs for every queue's rings on both ports plus the lcores' caches.
+  const unsigned mbufs = 16384u * o.queues - 1;
+  rte_mempool* pool = rte_pktmbuf_pool_create("gen_pool", mbufs, 256, 0,
                                               RTE_MBUF_DEFAULT_BUF_SIZE, rte_socket_id());
   if (pool == nullptr) throw std::runtime_error("mbuf pool");
   const uint16_t wan = port_by_name(o.wan), lan = port_by_name(o.lan);
-  start_port(wan, pool);
-  start_port(lan, pool);
+  start_port(wan, pool, o.queues);
+  start_port(lan, pool, o.queues);
 
   if (o.role == "reflect") {
-    const unsigned worker = rte_get_next_lcore(rte_get_main_lcore(), 1, 0);
-    if (worker >= RTE_MAX_LCORE) throw std::runtime_error("reflect needs a worker lcore (-l 0,1)");
-    ReflectCtx ctx{{wan, lan}, {}};
-    std::fprintf(stderr, "l4lb-gen reflect: ready on lcore %u\n", worker);
-    rte_eal_remote_launch(reflect_loop, &ctx, worker);
+    std::vector<ReflectCtx> ctx(o.queues);
+    std::string lcores;
+    unsigned worker = rte_get_main_lcore();
+    for (uint16_t q = 0; q < o.queues; ++q) {
+      worker = rte_get_next_lcore(worker, 1, 0);
+      ctx[q] = {{wan, lan}, q, {}};
+      rte_eal_remote_launch(reflect_loop, &ctx[q], worker);
+      lcores += (q ? "," : "") + std::to_string(worker);
+    }
+    std::fprintf(stderr, "l4lb-gen reflect: ready on lcore %s\n", lcores.c_str());
     // Runs until SIGTERM/SIGINT, like l4lbd.
     while (!g_stop) std::this_thread::sleep_for(std::chrono::milliseconds(20));
     rte_eal_mp_wait_lcore();
-    const ReflectCounters& c = ctx.c;
+    ReflectCounters c;  // summed over the workers
+    for (const ReflectCtx& x : ctx) {
+      for (int i = 0; i < 2; ++i) {
+        c.rx[i] += x.c.rx[i];
+        c.tx[i] += x.c.tx[i];
+      }
+      c.tx_failed += x.c.tx_failed;
+      c.busy_cycles += x.c.busy_cycles;
+      c.idle_cycles += x.c.idle_cycles;
+      c.busy_polls += x.c.busy_polls;
+      c.empty_polls += x.c.empty_polls;
+      c.stage_rx += x.c.stage_rx;
+      c.stage_decide += x.c.stage_decide;
+      c.stage_flush += x.c.stage_flush;
+    }
     std::printf(
-        "{\"role\":\"reflect\",\"lcore\":%u,\"tsc_hz\":%lu,\"rx_wan\":%lu,\"rx_lan\":%lu,"
-        "\"tx_wan\":%lu,\"tx_lan\":%lu,\"tx_failed\":%lu,\"busy_cycles\":%lu,\"idle_cycles\":%lu,"
-        "\"busy_polls\":%lu,\"empty_polls\":%lu,\"stage_cycles\":%s}\n",
-        worker, rte_get_tsc_hz(), c.rx[0], c.rx[1], c.tx[0], c.tx[1], c.tx_failed, c.busy_cycles,
-        c.idle_cycles, c.busy_polls, c.empty_polls,
+        "{\"role\":\"reflect\",\"lcores\":\"%s\",\"workers\":%u,\"tsc_hz\":%lu,\"rx_wan\":%lu,"
+        "\"rx_lan\":%lu,\"tx_wan\":%lu,\"tx_lan\":%lu,\"tx_failed\":%lu,\"busy_cycles\":%lu,"
+        "\"idle_cycles\":%lu,\"busy_polls\":%lu,\"empty_polls\":%lu,\"stage_cycles\":%s}\n",
+        lcores.c_str(), o.queues, rte_get_tsc_hz(), c.rx[0], c.rx[1], c.tx[0], c.tx[1],
+        c.tx_failed, c.busy_cycles, c.idle_cycles, c.busy_polls, c.empty_polls,
         kStageCycles ? ("{\"rx\":" + std::to_string(c.stage_rx) + ",\"decide\":" +
                         std::to_string(c.stage_decide) + ",\"flush\":" +
                         std::to_string(c.stage_flush) + "}").c_str()
@@ -524,13 +646,14 @@ int run(const Options& o) {
     }
     GenResult r = run_gen(o, wan, lan, pool);
     std::printf(
-        "{\"role\":\"gen\",\"mode\":\"%s\",\"proto\":\"%s\",\"flows\":%u,\"seconds\":%.4f,"
+        "{\"role\":\"gen\",\"mode\":\"%s\",\"proto\":\"%s\",\"flows\":%u,\"queues\":%u,"
+        "\"spread\":%s,\"seconds\":%.4f,"
         "\"offered\":%lu,\"tx\":%lu,\"tx_failed\":%lu,\"rx\":%lu,\"rx_wan\":%lu,\"primed\":%lu,"
         "\"checked\":%lu,\"check_failed\":%lu,\"offered_mpps\":%.4f,\"tx_mpps\":%.4f,"
         "\"rx_mpps\":%.4f,\"prime_seconds\":%.4f,\"cpu_share\":%.4f}\n",
-        o.mode.c_str(), o.proto.c_str(), o.flows, r.seconds, r.offered, r.tx, r.tx_failed, r.rx,
-        r.rx_wan, r.primed, r.checked, r.check_failed, r.offered / r.seconds / 1e6,
-        r.tx / r.seconds / 1e6, r.rx / r.seconds / 1e6, r.prime_seconds, r.cpu_share);
+        o.mode.c_str(), o.proto.c_str(), o.flows, o.queues, o.spread ? "true" : "false",
+        r.seconds, r.offered, r.tx, r.tx_failed, r.rx, r.rx_wan, r.primed, r.checked,
+        r.check_failed, r.offered_mpps, r.tx_mpps, r.rx_mpps, r.prime_seconds, r.cpu_share);
   }
   std::fflush(stdout);
   std::fflush(stderr);
@@ -570,6 +693,10 @@ int main(int argc, char** argv) {
   app.add_option("--expect-prefix", o.expect_prefix, "sample check: received dst inside CIDR");
   app.add_option("--expect-dport", o.expect_dport, "sample check: received dst port");
   app.add_flag("!--no-prime", o.prime, "skip the priming pass over every flow");
+  app.add_option("--queues", o.queues, "queue pairs per port (gen: one lcore each; "
+                 "reflect: one worker lcore each)")
+      ->check(CLI::Range(1, 64));
+  app.add_flag("--spread", o.spread, "gen: flow i on queue i mod N, not on its owner's queue");
   app.add_flag("--hold", o.hold, "gen: after the figures, stay connected until stdin closes");
   CLI11_PARSE(app, argc, argv);
   try {

@@ -44,3 +44,40 @@ def test_bench_quick_json_shape():
     assert scraped["mpps_unscraped"] > 0 and scraped["scrape_ratio"] > 0
     big = next(row for row in rows if row["scenario"] == "established-1m")
     assert big["flows_created"] >= 1_000_000
+
+
+def bench_rows(*args):
+    r = subprocess.run([str(REPO / "scripts" / "bench"), "--quick", "--json", "--no-build",
+                        "--build-dir", str(REPO / "build"), "--nice", "0", *args],
+                       capture_output=True, text=True, timeout=200, cwd=REPO)
+    rows = [json.loads(line) for line in r.stdout.splitlines() if line.strip()]
+    assert r.returncode == 0, r.stderr[-3000:]
+    for row in rows:
+        assert "error" not in row, f"{row['scenario']}: {row.get('error')}"
+        assert row["workers"] == 2 and row["machine"]["workers"] == 2, row
+        assert row["checked"] > 0 and row["check_failed"] == 0, row
+        assert abs(row["total_mpps"] - 2 * row["mpps"]) < 1e-9, row
+    return rows
+
+
+def test_bench_two_workers_owner_steered():
+    """--workers 2: the generator puts each flow on its owner's queue, with l4lbd's own
+    owner hash (lb/steering_plan.h), so no packet is handed between workers; every flow
+    is created once."""
+    rows = bench_rows("--workers", "2", "--only", "established-1k,new-flows")
+    assert [row["scenario"] for row in rows] == ["baseline", "established-1k", "new-flows"]
+    est, new = rows[1], rows[2]
+    assert est["handoff_sent"] == 0 and new["handoff_sent"] == 0, (est, new)
+    assert est["flows_created"] == 1000, est
+    assert new["flows_created"] > 0
+
+
+def test_bench_two_workers_spread():
+    """--workers 2 --spread: flow i on queue i mod 2, so about half the packets reach the
+    worker that does not own them and are handed over; still no flow is split (each of
+    the 1,000 flows is created exactly once, by its owner) and every sampled frame is
+    DNATed correctly."""
+    rows = bench_rows("--workers", "2", "--spread", "--only", "established-1k")
+    est = rows[1]
+    assert est["scenario"] == "established-1k" and est["handoff_sent"] > 0, est
+    assert est["flows_created"] == 1000, est
