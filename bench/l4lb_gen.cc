@@ -26,23 +26,23 @@
 #include <rte_launch.h>
 #include <rte_lcore.h>
 #include <rte_mbuf.h>
-
-#include "lb/steering_plan.h"
+#include <time.h>
 
 #include <CLI/CLI.hpp>
 #include <array>
 #include <atomic>
 #include <chrono>
 #include <csignal>
-#include <cstdlib>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <sstream>
 #include <stdexcept>
 #include <string>
 #include <thread>
-#include <time.h>
 #include <vector>
+
+#include "lb/steering_plan.h"
 
 namespace {
 
@@ -594,8 +594,8 @@ int run(const Options& o) {
   }
   // Enough mbufs for every queue's rings on both ports plus the lcores' caches.
   const unsigned mbufs = 16384u * o.queues - 1;
-  rte_mempool* pool = rte_pktmbuf_pool_create("gen_pool", mbufs, 256, 0,
-                                              RTE_MBUF_DEFAULT_BUF_SIZE, rte_socket_id());
+  rte_mempool* pool = rte_pktmbuf_pool_create("gen_pool", mbufs, 256, 0, RTE_MBUF_DEFAULT_BUF_SIZE,
+                                              rte_socket_id());
   if (pool == nullptr) throw std::runtime_error("mbuf pool");
   const uint16_t wan = port_by_name(o.wan), lan = port_by_name(o.lan);
   start_port(wan, pool, o.queues);
@@ -634,11 +634,12 @@ int run(const Options& o) {
         "{\"role\":\"reflect\",\"lcores\":\"%s\",\"workers\":%u,\"tsc_hz\":%lu,\"rx_wan\":%lu,"
         "\"rx_lan\":%lu,\"tx_wan\":%lu,\"tx_lan\":%lu,\"tx_failed\":%lu,\"busy_cycles\":%lu,"
         "\"idle_cycles\":%lu,\"busy_polls\":%lu,\"empty_polls\":%lu,\"stage_cycles\":%s}\n",
-        lcores.c_str(), o.queues, rte_get_tsc_hz(), c.rx[0], c.rx[1], c.tx[0], c.tx[1],
-        c.tx_failed, c.busy_cycles, c.idle_cycles, c.busy_polls, c.empty_polls,
-        kStageCycles ? ("{\"rx\":" + std::to_string(c.stage_rx) + ",\"decide\":" +
-                        std::to_string(c.stage_decide) + ",\"flush\":" +
-                        std::to_string(c.stage_flush) + "}").c_str()
+        lcores.c_str(), o.queues, rte_get_tsc_hz(), c.rx[0], c.rx[1], c.tx[0], c.tx[1], c.tx_failed,
+        c.busy_cycles, c.idle_cycles, c.busy_polls, c.empty_polls,
+        kStageCycles ? ("{\"rx\":" + std::to_string(c.stage_rx) +
+                        ",\"decide\":" + std::to_string(c.stage_decide) +
+                        ",\"flush\":" + std::to_string(c.stage_flush) + "}")
+                           .c_str()
                      : "null");
   } else {
     if (!wait_link_up({wan, lan}, o.link_timeout)) {
@@ -651,9 +652,9 @@ int run(const Options& o) {
         "\"offered\":%lu,\"tx\":%lu,\"tx_failed\":%lu,\"rx\":%lu,\"rx_wan\":%lu,\"primed\":%lu,"
         "\"checked\":%lu,\"check_failed\":%lu,\"offered_mpps\":%.4f,\"tx_mpps\":%.4f,"
         "\"rx_mpps\":%.4f,\"prime_seconds\":%.4f,\"cpu_share\":%.4f}\n",
-        o.mode.c_str(), o.proto.c_str(), o.flows, o.queues, o.spread ? "true" : "false",
-        r.seconds, r.offered, r.tx, r.tx_failed, r.rx, r.rx_wan, r.primed, r.checked,
-        r.check_failed, r.offered_mpps, r.tx_mpps, r.rx_mpps, r.prime_seconds, r.cpu_share);
+        o.mode.c_str(), o.proto.c_str(), o.flows, o.queues, o.spread ? "true" : "false", r.seconds,
+        r.offered, r.tx, r.tx_failed, r.rx, r.rx_wan, r.primed, r.checked, r.check_failed,
+        r.offered_mpps, r.tx_mpps, r.rx_mpps, r.prime_seconds, r.cpu_share);
   }
   std::fflush(stdout);
   std::fflush(stderr);
@@ -693,7 +694,8 @@ int main(int argc, char** argv) {
   app.add_option("--expect-prefix", o.expect_prefix, "sample check: received dst inside CIDR");
   app.add_option("--expect-dport", o.expect_dport, "sample check: received dst port");
   app.add_flag("!--no-prime", o.prime, "skip the priming pass over every flow");
-  app.add_option("--queues", o.queues, "queue pairs per port (gen: one lcore each; "
+  app.add_option("--queues", o.queues,
+                 "queue pairs per port (gen: one lcore each; "
                  "reflect: one worker lcore each)")
       ->check(CLI::Range(1, 64));
   app.add_flag("--spread", o.spread, "gen: flow i on queue i mod N, not on its owner's queue");
