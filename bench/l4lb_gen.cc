@@ -295,6 +295,9 @@ struct GenQueue {
   rte_mempool* pool = nullptr;
   const l4lb::OwnerHash* owners = nullptr;
   std::atomic<uint16_t>* primed_queues = nullptr;  // start barrier: all queues primed
+  // Priming packets sent and not yet back, all queues together: with --spread a reply
+  // comes back on its owner's queue, not on the queue that sent its request.
+  std::atomic<int64_t>* prime_in_flight = nullptr;
   GenResult r;
 };
 
@@ -366,15 +369,21 @@ GenResult run_gen_queue(GenQueue& g) {
   };
 
   // Priming (established only): one paced pass over every flow so the measured run hits
-  // entries that exist; not counted. Paced by waiting for each burst to come back.
+  // entries that exist; not counted. Paced by waiting for the bursts to come back.
   const uint64_t prime_start = rte_rdtsc();
   if (!new_flows && o.prime) {
     uint64_t sent = 0, back = 0;
+    std::atomic<int64_t>& in_flight = *g.prime_in_flight;
+    auto drain_prime = [&] {
+      const uint16_t n = drain(false);
+      back += n;
+      in_flight.fetch_sub(n, std::memory_order_relaxed);
+    };
     const uint64_t give_up = rte_rdtsc() + hz * 60;
     while (sent < flows.size() && !g_stop && rte_rdtsc() < give_up) {
       uint16_t want = static_cast<uint16_t>(std::min<uint64_t>(kBurst, flows.size() - sent));
       if (rte_pktmbuf_alloc_bulk(pool, pkts, want) != 0) {
-        back += drain(false);
+        drain_prime();
         continue;
       }
       for (uint16_t i = 0; i < want; ++i) {
@@ -384,11 +393,15 @@ GenResult run_gen_queue(GenQueue& g) {
       uint16_t s = rte_eth_tx_burst(wan, q, pkts, want);
       if (s < want) rte_pktmbuf_free_bulk(pkts + s, want - s);
       sent += s;
-      // Keep at most a few rings' worth in flight, so priming loses nothing.
-      while (sent - back > 2 * kRing && rte_rdtsc() < give_up && !g_stop) back += drain(false);
+      in_flight.fetch_add(s, std::memory_order_relaxed);
+      // Keep at most a few rings' worth per queue in flight, so priming loses nothing.
+      while (in_flight.load(std::memory_order_relaxed) > int64_t{2} * kRing * o.queues &&
+             rte_rdtsc() < give_up && !g_stop) {
+        drain_prime();
+      }
     }
     const uint64_t settle = rte_rdtsc() + hz / 5;
-    while (rte_rdtsc() < settle) back += drain(false);
+    while (rte_rdtsc() < settle) drain_prime();
     r.primed = back;
   }
   // Every queue starts its window together (priming takes longer on some).
@@ -454,8 +467,11 @@ int gen_lcore(void* arg) {
 GenResult run_gen(const Options& o, uint16_t wan, uint16_t lan, rte_mempool* pool) {
   const l4lb::OwnerHash owners(o.queues);
   std::atomic<uint16_t> primed{0};
+  std::atomic<int64_t> prime_in_flight{0};
   std::vector<GenQueue> queues(o.queues);
-  for (uint16_t q = 0; q < o.queues; ++q) queues[q] = {&o, wan, lan, q, pool, &owners, &primed, {}};
+  for (uint16_t q = 0; q < o.queues; ++q) {
+    queues[q] = {&o, wan, lan, q, pool, &owners, &primed, &prime_in_flight, {}};
+  }
   std::vector<unsigned> lcores;
   unsigned lcore = rte_get_main_lcore();
   for (uint16_t q = 1; q < o.queues; ++q) {
