@@ -5,6 +5,8 @@ Runs `scripts/bench --quick --json --no-build --nice 0` (about 55 s: every scena
 checks the output's shape: one JSON object per scenario, every scenario present
 and successful, the figures positive, the ratio fields present, the generator's sampled
 DNAT checks clean. It asserts no timing bound: benchmarks are not pass/fail.
+Two more runs (~15 s each) check `--workers 2`: owner-steered, nothing is handed between
+workers; `--spread`, packets are handed over and still no flow is split.
 
 Uses build/src/l4lbd and build/bench/l4lb-gen (L4LBD=..., L4LB_GEN=... override); a
 missing binary is a failure, never a skip. Run as root.
