@@ -50,14 +50,15 @@ inline uint64_t hash_flow(const FlowKey& k, uint64_t seed = kFlowHashSeed) {
 // destination: a VIP only in a forward key (a client never uses a VIP as its address).
 enum class ClientEnd : uint8_t { kSource, kDestination };
 
-// The flow table's hash of a key. High 32 bits: hash_flow's, the bucket signature and all
-// that Maglev's slot_of() reads (picks are those of hash_flow). Low 32 bits:
-// hash_client_end(), a hash of the client's end alone (address, port, protocol), which
-// both keys of a flow carry, so both have the same first bucket: a new flow reads and
-// writes one bucket line, not two, and so does its removal.
-// Internal to one process (it places keys in buckets; nothing else sees it), so it may be
-// CRC-32C where the build has SSE4.2 (one instruction; DPDK's builds do) and a mix
-// elsewhere (the sanitizer builds of lb/).
+// The flow table's hash of a key. High 32 bits: flow_signature(), a hash of the whole key,
+// the bucket signature (and the alternate bucket). Low 32 bits: hash_client_end(), a hash
+// of the client's end alone (address, port, protocol), which both keys of a flow carry,
+// so both have the same first bucket: a new flow reads and writes one bucket line, not
+// two, and so does its removal.
+// Internal to one process (it places keys in buckets; nothing else sees it, and Maglev
+// picks use hash_flow()), so both halves may be CRC-32C where the build has SSE4.2 (a
+// few instructions for every packet, where hash_flow() takes ~25; DPDK's builds have it)
+// and hash_flow()'s mix elsewhere (the sanitizer builds of lb/).
 inline uint32_t hash_client_end(const FlowKey& k, ClientEnd client) {
   const bool src = client == ClientEnd::kSource;
   const uint64_t end = (uint64_t{src ? k.src_ip : k.dst_ip} << 32) |
@@ -68,8 +69,19 @@ inline uint32_t hash_client_end(const FlowKey& k, ClientEnd client) {
   return static_cast<uint32_t>(mix64(end ^ kFlowHashSeed));
 #endif
 }
+inline uint32_t flow_signature(const FlowKey& k) {
+#ifdef __SSE4_2__
+  const uint64_t a = (uint64_t{k.src_ip} << 32) | k.dst_ip;
+  const uint64_t b = (uint64_t{k.src_port} << 32) | (uint64_t{k.dst_port} << 16) | k.proto;
+  // Another seed than hash_client_end's: the two halves must not move together.
+  const uint64_t crc = _mm_crc32_u64(_mm_crc32_u64(kFlowHashSeed >> 32, a), b);
+  return static_cast<uint32_t>(crc);
+#else
+  return static_cast<uint32_t>(hash_flow(k) >> 32);
+#endif
+}
 inline uint64_t hash_flow_key(const FlowKey& k, ClientEnd client) {
-  return (hash_flow(k) & 0xffffffff00000000ULL) | hash_client_end(k, client);
+  return (uint64_t{flow_signature(k)} << 32) | hash_client_end(k, client);
 }
 
 // sessionAffinity: ClientIP hashes the client address alone.

@@ -261,7 +261,7 @@ FlowEntry* FlowTable::insert(const FlowKey& fwd, uint64_t fwd_hash, const FlowNa
   // direction; refuse it rather than NAT it both ways.
   if (rev == fwd) return nullptr;
   // The same client end as the forward key: only the signature half differs.
-  const uint64_t rev_hash = (hash_flow(rev) & 0xffffffff00000000ULL) | (fwd_hash & 0xffffffffULL);
+  const uint64_t rev_hash = (uint64_t{flow_signature(rev)} << 32) | (fwd_hash & 0xffffffffULL);
   const uint32_t other = find_ref(rev, rev_hash);
   if (other != kNoSlot) {
     // An expired holder is as good as gone; a live one keeps its key.

@@ -531,10 +531,15 @@ def build_corpus():
     # -- ICMP errors about flows, both ways (no flow entry needed: Maglev and the unique
     # endpoint decide, as for any packet)
     def icmp_to_pod(kind):
-        q = quote(HTTP_VIP, 80, "203.0.113.120", 40123)          # a reply l4lbd sent
-        f = icmp_about(kind, "198.51.100.1", HTTP_VIP, q, "wan", GW_MAC, WAN_MAC)
-        c.forward(Fwd(kind, f, "lan", "icmp_fwd", HTTP_BACKENDS, 8080,
-                      quote=q, flow=(6, "203.0.113.120", 40123)))
+        # Then a SYN of the same flow: the error's backend (Maglev, no entry yet) and the
+        # SYN's must be one (by_flow), eight times over, so a pick from another hash than
+        # the flow's cannot pass by chance.
+        for i in range(8):
+            q = quote(HTTP_VIP, 80, "203.0.113.120", 40123 + i)      # a reply l4lbd sent
+            f = icmp_about(kind, "198.51.100.1", HTTP_VIP, q, "wan", GW_MAC, WAN_MAC)
+            c.forward(Fwd(kind if i == 0 else f"{kind} #{i}", f, "lan", "icmp_fwd",
+                          HTTP_BACKENDS, 8080, quote=q, flow=(6, "203.0.113.120", 40123 + i)))
+            http_fwd(f"{kind}, then a SYN #{i}", syn(src="203.0.113.120", sport=40123 + i))
     k(lambda: icmp_to_pod("ICMP frag needed from beyond the client about a reply -> pod"))
     def icmp_to_client(kind):
         q = quote("203.0.113.121", 40124, DNS_BACKENDS[0], 5353, proto=17)
@@ -817,7 +822,7 @@ def test_malformed_corpus(tmp_path):
     assert counters["icmp_errors_rate_limited"] == 0, counters
     assert stats["drops_total"] + sent + c.held == received + c.icmp_errors, \
         (stats["drops_total"], sent, c.held, received, c.icmp_errors)
-    assert counters["icmp_errors_translated"] == 2, counters
+    assert counters["icmp_errors_translated"] == 9, counters  # 8 towards pods, 1 to a client
     assert counters["frag_held"] == 3 + c.held, counters    # 2 + 1 out of order, 9 waiting
     assert counters["frag_forwarded"] == 6, counters         # 2 later fragments x 3 datagrams
     assert counters["frag_first"] == 3 + 3, counters         # 3 datagrams, 2 TCP MF, 1 reply

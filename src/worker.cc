@@ -550,10 +550,13 @@ void Worker::handle_service(uint16_t in_port, const ServicePort& sp, rte_mbuf* m
     }
     nat = hit.entry->nat;
   } else {
-    int b = sp.pick(hash, p.ip->src);
+    // Maglev picks from hash_flow(), the hash every instance computes alike; the flow
+    // table's hash (`hash`) is this process's own (lb/flow_key.h).
+    const uint64_t pick_hash = hash_flow(p.key);
+    int b = sp.pick(pick_hash, p.ip->src);
     if constexpr (kTrace) {
       trace_->add(TraceStep::kFlowMiss);
-      const uint64_t h = sp.client_ip_affinity ? hash_client_ip(p.ip->src) : hash;
+      const uint64_t h = sp.client_ip_affinity ? hash_client_ip(p.ip->src) : pick_hash;
       if (b >= 0) {
         trace_->add(TraceStep::kMaglev, sp.maglev->size() ? sp.maglev->slot_of(h) : 0,
                     static_cast<uint32_t>(b), sp.backend_ips_be[b]);

@@ -72,7 +72,7 @@ void Worker::handle_icmp_error(rte_mbuf* m, const ParsedPacket& p, uint64_t hash
       drop(m, DropReason::kAclDenied);
       return;
     }
-    const int b = sp->pick(hash, k.src_ip);
+    const int b = sp->pick(hash_flow(k), k.src_ip);  // not `hash`: see handle_service
     if (b < 0) {
       drop(m, DropReason::kNoBackend);
       return;
