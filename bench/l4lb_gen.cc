@@ -26,6 +26,7 @@
 #include <rte_launch.h>
 #include <rte_lcore.h>
 #include <rte_mbuf.h>
+#include <rte_pause.h>
 #include <time.h>
 
 #include <CLI/CLI.hpp>
@@ -535,6 +536,15 @@ int reflect_loop(void* arg) {
   auto* ctx = static_cast<ReflectCtx*>(arg);
   ReflectCounters& c = ctx->c;
   rte_mbuf* pkts[kBurst];
+  // As l4lbd's workers (src/port.h, poll_after_link_up): a memif queue is polled only once
+  // the link is up; net_memif's RX can fault on a queue above 0 while the peer connects.
+  auto up = [](uint16_t port) {
+    rte_eth_link link{};
+    return rte_eth_link_get_nowait(port, &link) == 0 && link.link_status == RTE_ETH_LINK_UP;
+  };
+  while (!g_stop.load(std::memory_order_relaxed) && !(up(ctx->ports[0]) && up(ctx->ports[1]))) {
+    rte_pause();
+  }
   while (!g_stop.load(std::memory_order_relaxed)) {
     const uint64_t t0 = rte_rdtsc();
     uint32_t received = 0;

@@ -27,7 +27,8 @@ EalPlan plan_eal(const config::Config& cfg, const std::string& eal_passthrough) 
     ++plan.main_lcore;
   }
   std::string lcores = std::to_string(plan.main_lcore);
-  for (unsigned w : workers) lcores += "," + std::to_string(w);
+  // append, not `"," + std::to_string(w)`: GCC 12 warns falsely there (-Wrestrict).
+  for (unsigned w : workers) lcores.append(",").append(std::to_string(w));
   std::vector<std::string> extra = cfg.dataplane.eal;
   for (auto& a : split_words(eal_passthrough)) extra.push_back(std::move(a));
   // An explicit --lcores map (lcore@cpu, e.g. two workers sharing a CPU in tests) replaces

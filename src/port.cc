@@ -11,6 +11,7 @@
 #include <map>
 #include <regex>
 #include <stdexcept>
+#include <string_view>
 
 #include "src/log.h"
 #include "src/steering.h"
@@ -197,6 +198,7 @@ std::vector<PortInfo> start_ports(const config::DataplaneConfig& dp, uint16_t qu
     constexpr uint64_t kCsumOffloads = RTE_ETH_TX_OFFLOAD_IPV4_CKSUM |
                                        RTE_ETH_TX_OFFLOAD_TCP_CKSUM | RTE_ETH_TX_OFFLOAD_UDP_CKSUM;
     p.tx_csum_offload = (info.tx_offload_capa & kCsumOffloads) == kCsumOffloads;
+    p.poll_after_link_up = std::string_view(info.driver_name) == "net_memif";
     if (p.tx_csum_offload) conf.txmode.offloads |= kCsumOffloads;
     if (int rc = rte_eth_dev_configure(p.port_id, queues, queues, &conf); rc != 0) {
       fail(p, "configure", rc);

@@ -34,6 +34,11 @@ struct PortInfo {
   std::string steering_detail;
   // Kernel twin (net_tap) for the host's own traffic; same MAC and address as the port.
   bool has_tap = false;
+  // Workers poll the port only once its link has been up: net_memif's RX computes a
+  // queue's ring address before it checks that the peer is connected, so a worker
+  // preempted between the two while the peer connects reads ring 1 and up at the
+  // region's offset from address 0 (SIGSEGV, seen in bench runs with 2 queues).
+  bool poll_after_link_up = false;
   uint16_t tap_port_id = 0;
   std::string tap;
   rte_mempool* pool = nullptr;

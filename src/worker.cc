@@ -33,6 +33,12 @@ uint64_t expiry_period_tsc(const FlowTimeouts& t, uint64_t tsc_hz) {
 // datagram's fragments arrive within milliseconds unless lost).
 constexpr uint32_t kIcmpErrorBurst = 10;
 
+// The port's link as last reported; no syscall for the ports this is asked of (memif).
+bool link_up(uint16_t port_id) noexcept {
+  rte_eth_link link{};
+  return rte_eth_link_get_nowait(port_id, &link) == 0 && link.link_status == RTE_ETH_LINK_UP;
+}
+
 }  // namespace
 
 Worker::Worker(const WorkerSettings& settings, const std::vector<PortInfo>& ports,
@@ -60,6 +66,7 @@ Worker::Worker(const WorkerSettings& settings, const std::vector<PortInfo>& port
     handoff_in_[w] = handoff[w * n + me];
   }
   for (uint16_t i = 0; i < ports_.size(); ++i) port_index_[ports_[i].port_id] = i;
+  for (const PortInfo& p : ports_) awaiting_link_.push_back(p.poll_after_link_up);
   svc_counters_.resize(CounterSlots::kMaxServicePorts);
   backend_counters_.resize(CounterSlots::kMaxBackends);
   flows_.set_remove_hook(
@@ -118,6 +125,10 @@ int Worker::run() noexcept {
 
     uint32_t received = 0;
     for (uint16_t p = 0; p < ports_.size(); ++p) {
+      if (awaiting_link_[p]) [[unlikely]] {
+        if (!link_up(ports_[p].port_id)) continue;
+        awaiting_link_[p] = 0;
+      }
       uint16_t n = rte_eth_rx_burst(ports_[p].port_id, settings_.queue, pkts, kBurst);
       stage_mark(&StageCycles::rx);
       if (n == 0) continue;

@@ -189,6 +189,7 @@ class Worker {
   };
   std::vector<HandoffBuffer> staged_;  // [to]
   uint16_t port_index_[RTE_MAX_ETHPORTS] = {};  // DPDK port id -> index into ports_
+  std::vector<uint8_t> awaiting_link_;  // [port]: not polled until its link is up (PortInfo)
   std::vector<TxContext> tx_contexts_;
   ParsedPacket parsed_[kBurst];  // process_burst()'s, here so it is not constructed per burst
   uint64_t generation_ = 0;
