@@ -23,6 +23,12 @@ struct Ipv4Prefix {
 
 // Strict dotted quad: four decimal parts 0-255, no leading zeros, no spaces.
 std::optional<uint32_t> parse_ipv4(std::string_view text);
+// An address a host may have: not "this network" (0/8), loopback (127/8), multicast or
+// reserved (224/3). Host order.
+inline bool is_unicast(uint32_t ip) {
+  const auto first = static_cast<uint8_t>(ip >> 24);
+  return first != 0 && first != 127 && first < 224;
+}
 // "a.b.c.d/len" with len 0-32. A bare address is not a prefix.
 std::optional<Ipv4Prefix> parse_ipv4_prefix(std::string_view text);
 // "aa:bb:cc:dd:ee:ff", hex, case-insensitive.

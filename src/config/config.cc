@@ -114,11 +114,6 @@ std::optional<int64_t> parse_int(std::string_view text) {
   return negative ? -v : v;
 }
 
-bool is_unicast(uint32_t ip) {
-  uint8_t first = static_cast<uint8_t>(ip >> 24);
-  return first != 0 && first != 127 && first < 224;  // not "this network", loopback, class D/E
-}
-
 bool is_lower_alnum(char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); }
 
 // RFC 1123 label as Kubernetes checks it (port names).

@@ -386,6 +386,10 @@ class Reader {
             error(slice.line, label + ": endpoint address \"" + text + "\" is not IPv4");
             continue;
           }
+          if (!is_unicast(*ip)) {  // as the API and the file loader refuse it
+            error(slice.line, label + ": endpoint address " + text + " is not a unicast address");
+            continue;
+          }
           const YAML::Node cond = at(ep, {"conditions"});
           const bool terminating = boolean(at(cond, {"terminating"})).value_or(false);
           // API reference: a nil ready or serving condition means true (serving: as ready).

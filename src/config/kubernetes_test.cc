@@ -182,5 +182,28 @@ TEST(Kubernetes, PortsFollowTheLoadersRules) {
   EXPECT_TRUE(r.services.empty());
 }
 
+// Found by fuzz_k8s: an endpoint at 0.14.1.12 became a backend the API refuses.
+TEST(Kubernetes, EndpointAddressesFollowTheLoadersRules) {
+  auto r = load_kubernetes_string(
+      "apiVersion: v1\nkind: Service\nmetadata: {name: a}\nspec:\n  clusterIP: 10.96.0.1\n"
+      "  selector: {app: a}\n  ports: [{name: http, port: 80}]\n---\n"
+      "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n"
+      "metadata: {name: a-1, labels: {kubernetes.io/service-name: a}}\naddressType: IPv4\n"
+      "ports: [{name: http, port: 8080}]\n"
+      "endpoints: [{addresses: [10.4.1.11]}, {addresses: [0.14.1.12]}, {addresses: [127.0.0.1]},"
+      " {addresses: [224.0.0.5]}]\n",
+      "m.yaml");
+  std::vector<std::string> errors;
+  for (const auto& e : r.errors) errors.push_back(e.to_string());
+  EXPECT_EQ(errors, (std::vector<std::string>{
+                        "m.yaml:9: Service default/a: endpoint address 0.14.1.12 is not a unicast "
+                        "address",
+                        "m.yaml:9: Service default/a: endpoint address 127.0.0.1 is not a unicast "
+                        "address",
+                        "m.yaml:9: Service default/a: endpoint address 224.0.0.5 is not a unicast "
+                        "address",
+                    }));
+}
+
 }  // namespace
 }  // namespace l4lb::config

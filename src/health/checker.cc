@@ -94,7 +94,7 @@ std::string TargetKey::to_string() const {
       if (!host.empty()) s += " (Host: " + host + ")";
       if (!expect_codes.empty()) {
         s += " expect";
-        for (int c : expect_codes) s += " " + std::to_string(c);
+        for (int c : expect_codes) s.append(" ").append(std::to_string(c));  // see eal.cc
       }
       return s;
     }
@@ -243,7 +243,7 @@ struct HealthChecker::Impl {
       std::string host = e.key.host;
       if (host.empty()) {
         host = ip_string(e.key.ip);
-        if (e.key.port != 80) host += ":" + std::to_string(e.key.port);
+        if (e.key.port != 80) host.append(":").append(std::to_string(e.key.port));
       }
       if (!header_safe(host) || !header_safe(e.key.path) ||
           e.key.path.find(' ') != std::string::npos) {
